@@ -1,0 +1,1 @@
+"""The assessors' web console, risk register and assessment report."""

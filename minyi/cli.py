@@ -1,0 +1,37 @@
+"""The `minyi` command line: one subcommand group per module in minyi.commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from minyi.commands import CommandError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from minyi.commands import nlp
+
+    parser = argparse.ArgumentParser(prog="minyi", description="民意 Minyi: 稳评民意调查")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module in (nlp,):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except CommandError as error:
+        print(f"minyi: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The database: SQLAlchemy models, engine and session factories, repository functions, migrations."""
