@@ -279,9 +279,15 @@ class _Reader:
             line = mark.line + 1 if mark is not None else 1
             message = f"YAML syntax error: {error.problem or error.context or 'cannot parse'}"
             if error.problem and error.context:
-                message += f" {error.context}"
+                # The context reads "while parsing ..." after the problem, or "expected ..." before it.
+                if error.context.startswith("while"):
+                    message += f" {error.context}"
+                else:
+                    message = f"YAML syntax error: {error.context}, {error.problem}"
                 if error.context_mark is not None and error.context_mark.line + 1 != line:
                     message += f" (started at line {error.context_mark.line + 1})"
+            if "'\\t'" in message:
+                message += "; indent with spaces, not tabs"
             self.error(line, message)
             return None
         except yaml.reader.ReaderError as error:
@@ -933,11 +939,17 @@ class _Reader:
                 needs[q.id] = inherited
                 continue
             unreachable.add(q.id)
-            others = sorted({s for s, _ in by_target[failed] if s != q.id}, key=position.__getitem__)
-            via = f" together with the conditions of {', '.join(others)}" if others else ""
+            sources = {s for s, _ in by_target[failed]}
+            others = " and ".join(f"'{s}'" for s in sorted(sources - {q.id}, key=position.__getitem__))
+            if q.id not in sources:
+                whose = f"the conditions of {others}, which it depends on"
+            elif others:
+                whose = f"its conditions and those of {others}, which it depends on"
+            else:
+                whose = "its conditions"
             self.error(
                 draft.when_line,
-                f"the question can never be shown: no answer to '{failed}' meets its conditions{via}",
+                f"the question can never be shown: no answer to '{failed}' meets {whose}",
                 q.id,
             )
 
