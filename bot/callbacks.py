@@ -11,15 +11,17 @@ SEPARATOR = ":"
 
 # Actions, kept to a few letters because every byte counts against the limit.
 ANSWER = "a"  # choose an option of a single-choice or scale question: a:<version>:<question>:<code>
-TOGGLE = "t"  # toggle an option of a multiple-choice question:        t:<version>:<question>:<code>
+# Tick (1) or untick (0) an option of a multiple-choice question:          t:<version>:<question>:<code>:1|0
+# The target state is in the data so that a double tap changes nothing the second time.
+TOGGLE = "t"
 DONE = "d"  # finish a multiple-choice question:                        d:<version>:<question>
 SKIP = "s"  # skip an optional question:                                s:<version>:<question>
 PHONE = "p"  # separate consent for a phone number:                    p:<version>:<question>:yes|no
 EDIT = "e"  # pick a question to change from the summary:               e:<version>:<question>
+KEEP = "k"  # keep the answer already given (after /back or an edit):   k:<version>:<question>
 CONSENT = "c"  # consent to the notice:                                 c:<version>:agree|anon|decline
 SUMMARY = "m"  # on the summary:                                        m:<version>:submit|edit
 DELETE = "x"  # confirm erasing one's data:                             x:yes|no
-RESTART = "r"  # start a new questionnaire after a finished one:        r:<version>
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ def decode(data: str) -> Callback | None:
     if not data or len(data.encode()) > CALLBACK_LIMIT:
         return None
     action, *parts = data.split(SEPARATOR)
-    if action not in {ANSWER, TOGGLE, DONE, SKIP, PHONE, EDIT, CONSENT, SUMMARY, DELETE, RESTART}:
+    if action not in {ANSWER, TOGGLE, DONE, SKIP, PHONE, EDIT, KEEP, CONSENT, SUMMARY, DELETE}:
         return None
     return Callback(action, tuple(parts))
 
@@ -51,4 +53,4 @@ def decode(data: str) -> Callback | None:
 def worst_case_length(question_id: str, code: str = "") -> int:
     """The longest button data a question can produce, for `minyi survey check`."""
     longest_code = max(code, "yes", "submit", key=len)
-    return len(SEPARATOR.join(["t", "9" * VERSION_DIGITS, question_id, longest_code]).encode())
+    return len(SEPARATOR.join(["t", "9" * VERSION_DIGITS, question_id, longest_code, "1"]).encode())

@@ -7,11 +7,10 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Union
 
 # What an answer holds once stored: an option code (single), codes (multi), a number (scale, number),
 # text (text, phone) or None for an optional question the resident skipped.
-AnswerValue = Union[str, int, float, list[str], None]
+AnswerValue = str | int | float | list[str] | None
 
 MESSAGE_LIMIT = 4096  # characters, Telegram's limit for one message
 # Characters the engine may add around a question (progress, re-ask note, current answer).
@@ -179,7 +178,9 @@ def match_option(question: Question, text: str) -> Option | None:
     if not typed:
         return None
     options = question.choices()
-    by_number = {str(i): o for i, o in enumerate(options, start=1)} if question.kind is not QuestionKind.SCALE else {}
+    by_number = (
+        {str(i): o for i, o in enumerate(options, start=1)} if question.kind is not QuestionKind.SCALE else {}
+    )
     for option in options:
         if typed in (normalise(option.label), option.code.lower()):
             return option

@@ -1,0 +1,125 @@
+"""DialogEngine.handle(Incoming) -> list[Reply]: one user at a time, each update once, state in the DB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bot import texts
+from bot.flows import resident
+from bot.flows.turn import Turn
+from bot.messages import Incoming, Kind, Reply
+from bot.questionnaire import Questionnaire
+from bot.survey_file import parse_survey
+from storage import repository as repo
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+Deliver = Callable[[Sequence[Reply]], Awaitable[None]]
+LINK_SECRET_SETTING = "link_secret"
+# Transient database failures (a PostgreSQL restart, a serialisation conflict) are retried this often.
+ATTEMPTS = 4
+
+
+class UserLocks:
+    """One asyncio lock per user, created on demand and dropped when nobody holds or waits for it,
+    so the table never grows past the number of users with an update in flight."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, user_id: int) -> AsyncIterator[None]:
+        entry = self._locks.get(user_id)
+        if entry is None:
+            entry = self._locks[user_id] = (asyncio.Lock(), [0])
+        lock, users = entry
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[user_id]
+
+
+class DialogEngine:
+    def __init__(self, db: Database, *, bot_username: str = "", link_secret: bytes | None = None) -> None:
+        self.db = db
+        self.bot_username = bot_username
+        self.locks = UserLocks()
+        self._link_secret = link_secret
+        # Published versions never change, so a parsed questionnaire can be kept for the process's life;
+        # a deployment has a handful of them.
+        self._questionnaires: dict[int, Questionnaire] = {}
+
+    async def handle(self, incoming: Incoming, deliver: Deliver | None = None) -> list[Reply]:
+        """Handle one update. Its effects are committed before `deliver` sends the replies, and one
+        user's replies are delivered in the order their updates were handled."""
+        if incoming.chat_type != "private":
+            replies = self._group_reply(incoming)
+            if deliver and replies:
+                await deliver(replies)
+            return replies
+        async with self.locks.hold(incoming.user_id):
+            replies = await self._handle_committed(incoming)
+            if deliver and replies:
+                await deliver(replies)
+        return replies
+
+    async def _handle_committed(self, incoming: Incoming) -> list[Reply]:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                async with self.db.transaction() as session:
+                    if not await repo.claim_update(session, incoming.update_id):
+                        return []  # delivered before: it changed what it had to change then
+                    return await resident.handle(Turn(session, incoming, self))
+            except (OperationalError, DBAPIError) as error:
+                if attempt == ATTEMPTS or not _transient(error):
+                    raise
+                log.warning("database busy, retrying update %s (%s)", incoming.update_id, error)
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _group_reply(self, incoming: Incoming) -> list[Reply]:
+        # In a group the bot never asks anything; it answers a command with a hint to talk privately.
+        if incoming.kind is Kind.TEXT and incoming.text.startswith("/"):
+            return [Reply.send(incoming.chat_id, texts.GROUP_HINT)]
+        return []
+
+    async def questionnaire(self, turn: Turn, version_id: int) -> Questionnaire:
+        cached = self._questionnaires.get(version_id)
+        if cached is None:
+            row = await repo.version_by_id(turn.session, version_id)
+            if row is None:
+                raise LookupError(f"questionnaire version {version_id} does not exist")
+            cached = self._questionnaires[version_id] = parse_survey(row.source, f"version {version_id}")
+        return cached
+
+    async def link_secret(self, turn: Turn) -> bytes:
+        if self._link_secret is None:
+            value = await repo.get_or_create_setting(
+                turn.session, LINK_SECRET_SETTING, lambda: secrets.token_hex(32)
+            )
+            self._link_secret = bytes.fromhex(value)
+        return self._link_secret
+
+
+def _transient(error: DBAPIError) -> bool:
+    if error.connection_invalidated:
+        return True
+    message = str(error.orig).lower()
+    return any(
+        words in message
+        for words in ("database is locked", "deadlock", "could not serialize", "connection", "terminating")
+    )

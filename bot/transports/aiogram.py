@@ -1,0 +1,129 @@
+"""The aiogram 3 transport: turns aiogram events into Incoming and Replies into Bot API calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+
+from bot.engine import DialogEngine
+from bot.messages import Incoming, Kind, Reply
+from bot.transports.base import Failure, deliver_with_retries, handle_safely
+
+
+class AiogramTransport:
+    name = "aiogram"
+
+    def __init__(self, engine: DialogEngine, token: str, api_url: str, *, concurrency: int = 64) -> None:
+        self.engine = engine
+        self.concurrency = concurrency
+        self.bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+        self.dispatcher = Dispatcher()
+        self.dispatcher.message.register(self._on_message)
+        self.dispatcher.callback_query.register(self._on_callback)
+
+    async def _on_message(self, message: Message, event_update: Update) -> None:
+        text = message.text or ""
+        incoming = Incoming(
+            update_id=event_update.update_id,
+            user_id=message.from_user.id if message.from_user else message.chat.id,
+            chat_id=message.chat.id,
+            chat_type=message.chat.type,
+            kind=Kind.TEXT if message.text is not None else Kind.OTHER,
+            text=text,
+            media="" if message.text is not None else str(message.content_type),
+        )
+        await handle_safely(self.engine, incoming, self._deliver)
+
+    async def _on_callback(self, query: CallbackQuery, event_update: Update) -> None:
+        message = query.message
+        chat_id = message.chat.id if message else query.from_user.id
+        incoming = Incoming(
+            update_id=event_update.update_id,
+            user_id=query.from_user.id,
+            chat_id=chat_id,
+            chat_type=message.chat.type if message else "private",
+            kind=Kind.CALLBACK,
+            callback_data=query.data or "",
+            callback_id=query.id,
+            message_id=message.message_id if message else None,
+        )
+        await handle_safely(self.engine, incoming, self._deliver)
+
+    async def _deliver(self, replies: Sequence[Reply]) -> None:
+        await deliver_with_retries(replies, self._send_one, _classify)
+
+    async def _send_one(self, reply: Reply) -> None:
+        markup = _markup(reply)
+        if reply.action == "send":
+            await self.bot.send_message(reply.chat_id, reply.text, reply_markup=markup)
+        elif reply.action == "edit":
+            assert reply.message_id is not None
+            try:
+                await self.bot.edit_message_text(
+                    text=reply.text, chat_id=reply.chat_id, message_id=reply.message_id, reply_markup=markup
+                )
+            except TelegramBadRequest as error:
+                if "not modified" not in str(error):  # a repeated edit is harmless
+                    raise
+        else:
+            await self.bot.answer_callback_query(reply.callback_id, text=reply.text or None)
+
+    async def run_polling(self) -> None:
+        await self.bot.delete_webhook()
+        await self.dispatcher.start_polling(
+            self.bot,
+            handle_signals=False,
+            close_bot_session=False,
+            # aiogram starts one task per update; unbounded, a burst means thousands in flight.
+            tasks_concurrency_limit=self.concurrency,
+            allowed_updates=["message", "callback_query"],
+        )
+
+    async def stop(self) -> None:
+        if self.dispatcher._running_lock.locked():
+            await self.dispatcher.stop_polling()
+
+    async def start_webhook(self, url: str, secret: str) -> None:
+        await self.bot.set_webhook(
+            url, secret_token=secret, allowed_updates=["message", "callback_query"], max_connections=40
+        )
+
+    async def feed(self, update: dict[str, Any]) -> None:
+        await self.dispatcher.feed_raw_update(self.bot, update)
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+
+
+def _markup(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=b.text, callback_data=b.data) for b in row] for row in reply.buttons
+        ]
+    )
+
+
+def _classify(error: Exception) -> Failure | None:
+    if isinstance(error, TelegramRetryAfter):
+        return Failure(retry=True, delay=float(error.retry_after))
+    if isinstance(error, TelegramForbiddenError):
+        return Failure(retry=False, blocked=True)
+    if isinstance(error, TelegramServerError | TelegramNetworkError):
+        return Failure(retry=True)
+    if isinstance(error, TelegramBadRequest):
+        return Failure(retry=False)
+    return None

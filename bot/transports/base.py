@@ -1,0 +1,88 @@
+"""What both transports share: the Transport interface, safe handling of one update, and delivery retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bot import texts
+from bot.engine import DialogEngine
+from bot.messages import Incoming, Kind, Reply
+
+log = logging.getLogger(__name__)
+
+DELIVERY_ATTEMPTS = 5
+MAX_RETRY_AFTER = 60.0  # seconds; a longer flood wait is given up on and logged
+
+
+class Transport(Protocol):
+    """A Telegram framework wired to the engine; `minyi run` and the tests use only this."""
+
+    name: str
+
+    async def run_polling(self) -> None:
+        """Receive updates by long polling until `stop()` is called."""
+
+    async def stop(self) -> None: ...
+
+    async def start_webhook(self, url: str, secret: str) -> None:
+        """Tell the Bot API where to post updates; `feed` then handles each one."""
+
+    async def feed(self, update: dict[str, Any]) -> None:
+        """Handle one update posted to the webhook; returns once its replies were sent."""
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How a transport classifies an exception from its framework when sending."""
+
+    retry: bool
+    delay: float = 0.0
+    blocked: bool = False  # 403: the user blocked the bot; never retry
+
+
+async def deliver_with_retries(
+    replies: Sequence[Reply],
+    send_one: Callable[[Reply], Awaitable[None]],
+    classify: Callable[[Exception], Failure | None],
+) -> None:
+    """Send replies in order; retry flood waits and server errors, give up on blocked users."""
+    for reply in replies:
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                await send_one(reply)
+                break
+            except Exception as error:
+                failure = classify(error)
+                if failure is None:
+                    raise
+                if failure.blocked:
+                    log.info("chat %s blocked the bot; reply dropped", reply.chat_id)
+                    return
+                if not failure.retry or attempt == DELIVERY_ATTEMPTS or failure.delay > MAX_RETRY_AFTER:
+                    log.warning("giving up on %s to chat %s: %s", reply.action, reply.chat_id, error)
+                    break
+                await asyncio.sleep(failure.delay or 0.1 * 2**attempt)
+
+
+async def handle_safely(
+    engine: DialogEngine, incoming: Incoming, deliver: Callable[[Sequence[Reply]], Awaitable[None]]
+) -> None:
+    """Run the engine on one update; if anything fails, the person still gets a short, kind message
+    (their earlier answers are committed; this update's change was rolled back)."""
+    try:
+        await engine.handle(incoming, deliver)
+    except Exception:
+        log.exception("update %s failed", incoming.update_id)
+        fallback = [Reply.send(incoming.chat_id, texts.ERROR)]
+        if incoming.kind is Kind.CALLBACK:
+            fallback.append(Reply.answer_callback(incoming.callback_id))
+        try:
+            await deliver(fallback)
+        except Exception:
+            log.exception("could not tell chat %s about the failure", incoming.chat_id)

@@ -1,0 +1,63 @@
+"""Settings from environment variables, each with a documented default (see README, "Settings")."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///minyi-data/minyi.db"
+DEFAULT_API_URL = "https://api.telegram.org"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from error
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where everything is stored: SQLite in a file by default, PostgreSQL in production
+    # (postgresql+asyncpg://user:password@host/db).
+    database_url: str = DEFAULT_DATABASE_URL
+    # The token from @BotFather; `minyi run` needs it, the demo makes up its own.
+    bot_token: str = ""
+    # Root of the Bot API server: Telegram's, a self-hosted one, or the local simulator.
+    telegram_api_url: str = DEFAULT_API_URL
+    # The bot's @username, used to print deep links.
+    bot_username: str = "minyi_bot"
+    # Hex key that signs deep links; when empty, one is generated and kept in the database.
+    secret_key: str = ""
+    # Webhook mode: the public https URL Telegram posts to, and where `minyi run --webhook` listens.
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = 8443
+    # Updates handled at once by one bot process; the database pool is sized to match.
+    concurrency: int = 64
+    transport: str = field(default="aiogram")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            database_url=env("MINYI_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+            bot_token=env("MINYI_BOT_TOKEN", "").strip(),
+            telegram_api_url=(env("MINYI_TELEGRAM_API_URL", "").strip() or DEFAULT_API_URL).rstrip("/"),
+            bot_username=env("MINYI_BOT_USERNAME", "").strip().lstrip("@") or "minyi_bot",
+            secret_key=env("MINYI_SECRET_KEY", "").strip(),
+            webhook_url=env("MINYI_WEBHOOK_URL", "").strip(),
+            webhook_secret=env("MINYI_WEBHOOK_SECRET", "").strip(),
+            webhook_host=env("MINYI_WEBHOOK_HOST", "").strip() or "127.0.0.1",
+            webhook_port=_int("MINYI_WEBHOOK_PORT", 8443),
+            concurrency=_int("MINYI_CONCURRENCY", 64),
+            transport=env("MINYI_TRANSPORT", "").strip() or "aiogram",
+        )
+
+    @property
+    def link_secret(self) -> bytes | None:
+        return bytes.fromhex(self.secret_key) if self.secret_key else None

@@ -1,0 +1,99 @@
+"""Wiring: builds the database, the dialog engine and a transport from Settings; runs the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from bot.engine import DialogEngine
+from bot.transports.base import Transport
+from minyi.settings import Settings
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+TRANSPORTS = ("aiogram", "ptb")
+
+
+def open_database(settings: Settings) -> Database:
+    return Database(settings.database_url, pool_size=max(5, settings.concurrency // 4))
+
+
+def make_engine(settings: Settings, db: Database) -> DialogEngine:
+    return DialogEngine(db, bot_username=settings.bot_username, link_secret=settings.link_secret)
+
+
+def make_transport(name: str, engine: DialogEngine, settings: Settings) -> Transport:
+    if name == "aiogram":
+        from bot.transports.aiogram import AiogramTransport
+
+        return AiogramTransport(
+            engine, settings.bot_token, settings.telegram_api_url, concurrency=settings.concurrency
+        )
+    if name == "ptb":
+        from bot.transports.ptb import PTBTransport
+
+        return PTBTransport(
+            engine, settings.bot_token, settings.telegram_api_url, concurrency=settings.concurrency
+        )
+    raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
+
+
+async def run_bot(
+    settings: Settings, transport_name: str, *, webhook: bool = False, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM (or `stop` is set): long polling by default, or a webhook server."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
+            loop.add_signal_handler(sig, stop.set)
+    db = open_database(settings)
+    transport = make_transport(transport_name, make_engine(settings, db), settings)
+    try:
+        if webhook:
+            await _serve_webhook(settings, transport, stop)
+        else:
+            polling = asyncio.create_task(transport.run_polling())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({polling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await transport.stop()
+            await polling
+            stopping.cancel()
+    finally:
+        await transport.close()
+        await db.dispose()
+
+
+async def _serve_webhook(settings: Settings, transport: Transport, stop: asyncio.Event) -> None:
+    secret = settings.webhook_secret or secrets.token_urlsafe(32)
+
+    async def receive(request: web.Request) -> web.Response:
+        if not secrets.compare_digest(request.headers.get("X-Telegram-Bot-Api-Secret-Token", ""), secret):
+            return web.Response(status=403)
+        update: dict[str, Any] = await request.json()
+        # Answer only after the update was handled: if this process dies first, Telegram redelivers it,
+        # and the engine's idempotency makes the second delivery harmless.
+        await transport.feed(update)
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/telegram", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    await site.start()
+    url = settings.webhook_url or f"http://{settings.webhook_host}:{settings.webhook_port}/telegram"
+    await transport.start_webhook(url, secret)
+    log.info(
+        "webhook listening on %s:%s, registered as %s", settings.webhook_host, settings.webhook_port, url
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

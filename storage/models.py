@@ -1,0 +1,231 @@
+"""SQLAlchemy 2 typed models: projects, questionnaire versions, grids, people, submissions, answers, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored and returned as aware UTC, whatever the database does with zones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC time")
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # SQLite keeps no zone
+        return value
+
+
+# Constraint names follow one convention so Alembic migrations are the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        int: Integer,
+    }
+
+
+class Role(StrEnum):
+    RESIDENT = "resident"
+    GRIDWORKER = "gridworker"
+    ASSESSOR = "assessor"
+    ADMIN = "admin"
+
+
+class SubmissionStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    SUBMITTED = "submitted"
+    WITHDRAWN = "withdrawn"
+
+
+class Channel(StrEnum):
+    TELEGRAM = "telegram"  # the resident answered on their own phone
+    VISIT = "visit"  # a grid worker filled it in at the door (代填)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    versions: Mapped[list[QuestionnaireVersion]] = relationship(back_populates="project", lazy="raise")
+    grids: Mapped[list[Grid]] = relationship(back_populates="project", lazy="raise")
+
+
+class QuestionnaireVersion(Base):
+    """One published, immutable version of a project's questionnaire; its YAML source is kept verbatim."""
+
+    __tablename__ = "questionnaire_versions"
+    __table_args__ = (UniqueConstraint("project_id", "survey_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    survey_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    title: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="versions", lazy="raise")
+
+
+class Grid(Base):
+    __tablename__ = "grids"
+    __table_args__ = (UniqueConstraint("project_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    community: Mapped[str] = mapped_column(String(100), default="")
+    households: Mapped[int] = mapped_column(default=0)
+
+    project: Mapped[Project] = relationship(back_populates="grids", lazy="raise")
+
+
+class Person(Base):
+    """Someone who talks to the bot. Residents are created on first contact; staff are invited."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    role: Mapped[str] = mapped_column(String(16), default=Role.RESIDENT)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    # The dialog outside a questionnaire: "" (idle) or "confirm_delete".
+    state: Mapped[str] = mapped_column(String(32), default="")
+    active_submission_id: Mapped[int | None] = mapped_column(
+        ForeignKey("submissions.id", use_alter=True, ondelete="SET NULL")
+    )
+    blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Submission(Base):
+    """One resident's (or one visited household's) questionnaire, from consent to receipt."""
+
+    __tablename__ = "submissions"
+    __table_args__ = (Index("ix_submissions_project_status", "project_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    receipt: Mapped[str] = mapped_column(String(16), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    questionnaire_version_id: Mapped[int] = mapped_column(ForeignKey("questionnaire_versions.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), index=True)
+    # The grid worker who filled it in at the door (代填); None when the resident answered themselves.
+    entered_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    # The grid worker whose link or poster brought the resident here.
+    referrer_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(16), default=Channel.TELEGRAM)
+    status: Mapped[str] = mapped_column(String(16), default=SubmissionStatus.IN_PROGRESS)
+    # Where the dialog stands: "consent", a question id, or "summary".
+    current_step: Mapped[str] = mapped_column(String(64), default="consent")
+    # Unfinished input of the current step: the ticked options of a multiple-choice question,
+    # or whether the resident agreed to leave a phone number.
+    draft: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Set while the resident changes one answer from the summary: return there afterwards.
+    editing: Mapped[bool] = mapped_column(Boolean, default=False)
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_at: Mapped[datetime | None]
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    withdrawn_at: Mapped[datetime | None]
+    answer_count: Mapped[int] = mapped_column(default=0)
+
+    answers: Mapped[list[Answer]] = relationship(
+        back_populates="submission", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Answer(Base):
+    """The current answer to one question of a submission; changing it updates this row."""
+
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("submission_id", "question_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"))
+    question_code: Mapped[str] = mapped_column(String(64))
+    # {"v": value}: a JSON wrapper so a skipped answer (null) differs from a missing row.
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    raw_text: Mapped[str] = mapped_column(Text, default="")
+    # Order in which answers were given within the submission (1, 2, ...), for audits of ordering.
+    seq: Mapped[int] = mapped_column(default=0)
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    update_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    submission: Mapped[Submission] = relationship(back_populates="answers", lazy="raise")
+
+
+class ProcessedUpdate(Base):
+    """Telegram update ids already handled, so a redelivered update changes nothing."""
+
+    __tablename__ = "processed_updates"
+
+    # Only the id and the time: who sent an update is not kept here (data minimisation).
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # "person:12", "cli", "system"
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Setting(Base):
+    """Instance-wide values kept in the database, such as the key that signs deep links."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

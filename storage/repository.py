@@ -1,0 +1,371 @@
+"""Repository functions: every read and write the wings make; they flush, the caller commits."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import (
+    Answer,
+    AuditEntry,
+    Grid,
+    Person,
+    ProcessedUpdate,
+    Project,
+    QuestionnaireVersion,
+    Setting,
+    Submission,
+    SubmissionStatus,
+    utcnow,
+)
+
+
+class RepositoryError(Exception):
+    """A request the data does not allow, with a reason fit for the user who made it."""
+
+
+# --- projects and questionnaire versions -------------------------------------------------------------
+
+
+async def project_by_code(session: AsyncSession, code: str) -> Project | None:
+    result = await session.scalars(select(Project).where(Project.code == code))
+    return result.first()
+
+
+async def create_project(session: AsyncSession, code: str, title: str) -> Project:
+    if await project_by_code(session, code) is not None:
+        raise RepositoryError(f"project {code!r} already exists")
+    project = Project(code=code, title=title)
+    session.add(project)
+    await session.flush()
+    return project
+
+
+async def publish_version(
+    session: AsyncSession,
+    project: Project,
+    *,
+    survey_id: str,
+    version: int,
+    title: str,
+    source: str,
+    content_hash: str,
+) -> tuple[QuestionnaireVersion, bool]:
+    """Publish a questionnaire version; returns (version, created).
+
+    A published version never changes: publishing the same content again is a no-op, publishing other
+    content under a version number already used is refused.
+    """
+    existing = (
+        await session.scalars(
+            select(QuestionnaireVersion).where(
+                QuestionnaireVersion.project_id == project.id,
+                QuestionnaireVersion.survey_id == survey_id,
+                QuestionnaireVersion.version == version,
+            )
+        )
+    ).first()
+    if existing is not None:
+        if existing.content_hash == content_hash:
+            return existing, False
+        raise RepositoryError(
+            f"version {version} of {survey_id!r} is already published with other content; "
+            f"published versions are immutable, so raise the version number"
+        )
+    latest = await latest_version(session, project.id)
+    if latest is not None and latest.survey_id == survey_id and latest.version > version:
+        raise RepositoryError(f"version {version} is older than the published version {latest.version}")
+    row = QuestionnaireVersion(
+        project_id=project.id,
+        survey_id=survey_id,
+        version=version,
+        title=title,
+        source=source,
+        content_hash=content_hash,
+    )
+    session.add(row)
+    await session.flush()
+    return row, True
+
+
+async def latest_version(session: AsyncSession, project_id: int) -> QuestionnaireVersion | None:
+    result = await session.scalars(
+        select(QuestionnaireVersion)
+        .where(QuestionnaireVersion.project_id == project_id)
+        .order_by(QuestionnaireVersion.published_at.desc(), QuestionnaireVersion.id.desc())
+        .limit(1)
+    )
+    return result.first()
+
+
+async def version_by_id(session: AsyncSession, version_id: int) -> QuestionnaireVersion | None:
+    return await session.get(QuestionnaireVersion, version_id)
+
+
+# --- grids -------------------------------------------------------------------------------------------
+
+
+async def upsert_grid(
+    session: AsyncSession, project_id: int, code: str, name: str, community: str = "", households: int = 0
+) -> Grid:
+    grid = await grid_by_code(session, project_id, code)
+    if grid is None:
+        grid = Grid(project_id=project_id, code=code, name=name, community=community, households=households)
+        session.add(grid)
+    else:
+        grid.name, grid.community, grid.households = name, community, households
+    await session.flush()
+    return grid
+
+
+async def grid_by_code(session: AsyncSession, project_id: int, code: str) -> Grid | None:
+    result = await session.scalars(select(Grid).where(Grid.project_id == project_id, Grid.code == code))
+    return result.first()
+
+
+async def grids_of(session: AsyncSession, project_id: int) -> Sequence[Grid]:
+    return (
+        await session.scalars(select(Grid).where(Grid.project_id == project_id).order_by(Grid.code))
+    ).all()
+
+
+async def find_typed_code(session: AsyncSession, typed: str) -> tuple[Project, Grid | None] | None:
+    """Resolve what a resident typed: "PROJECT-GRID", "PROJECT GRID", a grid code alone or a project code.
+
+    Case and the separator do not matter; a grid code that exists in several projects is ambiguous.
+    """
+    text = typed.strip().upper().replace(" ", "-").replace("_", "-")
+    if not text:
+        return None
+    projects = (await session.scalars(select(Project))).all()
+    for project in sorted(projects, key=lambda p: -len(p.code)):
+        code = project.code.upper().replace("_", "-")
+        if text == code:
+            return project, None
+        if text.startswith(code + "-"):
+            rest = text[len(code) + 1 :]
+            grids = await grids_of(session, project.id)
+            grid = next((g for g in grids if g.code.upper().replace("_", "-") == rest), None)
+            if grid is not None:
+                return project, grid
+    grids = (await session.scalars(select(Grid))).all()
+    matches = [g for g in grids if g.code.upper().replace("_", "-") == text]
+    if len(matches) == 1:
+        project_row = await session.get(Project, matches[0].project_id)
+        assert project_row is not None
+        return project_row, matches[0]
+    return None
+
+
+# --- people ------------------------------------------------------------------------------------------
+
+
+async def person_by_telegram_id(
+    session: AsyncSession, telegram_id: int, *, lock: bool = False
+) -> Person | None:
+    """The person behind a Telegram account; `lock` holds their row until commit (PostgreSQL), which
+    keeps one resident's updates in order across several bot processes."""
+    query = select(Person).where(Person.telegram_id == telegram_id)
+    if lock and session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await session.scalars(query)).first()
+
+
+async def ensure_person(session: AsyncSession, telegram_id: int) -> Person:
+    """Find or create the person, safe when two processes create the same one at once."""
+    dialect = session.bind.dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(Person).values(telegram_id=telegram_id, role="resident", display_name="", state="")
+    await session.execute(statement.on_conflict_do_nothing(index_elements=["telegram_id"]))
+    person = await person_by_telegram_id(session, telegram_id, lock=True)
+    assert person is not None
+    return person
+
+
+# --- updates -----------------------------------------------------------------------------------------
+
+
+async def claim_update(session: AsyncSession, update_id: int) -> bool:
+    """Record an update as handled; False when it was handled before (a redelivery)."""
+    dialect = session.bind.dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(ProcessedUpdate).values(update_id=update_id, processed_at=utcnow())
+    result = await session.execute(statement.on_conflict_do_nothing(index_elements=["update_id"]))
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+# --- submissions and answers -------------------------------------------------------------------------
+
+_RECEIPT_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O or 1/I: receipts are read aloud
+
+
+def new_receipt() -> str:
+    chars = "".join(secrets.choice(_RECEIPT_ALPHABET) for _ in range(8))
+    return f"MY-{chars[:4]}-{chars[4:]}"
+
+
+async def create_submission(
+    session: AsyncSession,
+    *,
+    project_id: int,
+    version_id: int,
+    grid_id: int | None,
+    person_id: int | None,
+    channel: str,
+    entered_by_id: int | None = None,
+    referrer_id: int | None = None,
+) -> Submission:
+    submission = Submission(
+        receipt=new_receipt(),
+        project_id=project_id,
+        questionnaire_version_id=version_id,
+        grid_id=grid_id,
+        person_id=person_id,
+        channel=channel,
+        entered_by_id=entered_by_id,
+        referrer_id=referrer_id,
+        status=SubmissionStatus.IN_PROGRESS,
+        current_step="consent",
+        draft={},
+    )
+    session.add(submission)
+    await session.flush()
+    return submission
+
+
+async def submissions_of_person(session: AsyncSession, person_id: int) -> Sequence[Submission]:
+    query = select(Submission).where(Submission.person_id == person_id).order_by(Submission.id)
+    return (await session.scalars(query)).all()
+
+
+async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, Answer]:
+    rows = await session.scalars(
+        select(Answer).where(Answer.submission_id == submission_id).order_by(Answer.seq)
+    )
+    return {a.question_code: a for a in rows}
+
+
+async def save_answer(
+    session: AsyncSession,
+    submission: Submission,
+    question_code: str,
+    value: Any,
+    *,
+    raw_text: str = "",
+    update_id: int | None = None,
+    existing: Answer | None = None,
+) -> Answer:
+    """Store the answer to one question, replacing an earlier answer to the same question."""
+    now = utcnow()
+    submission.answer_count += 1
+    if existing is None:
+        existing = Answer(submission_id=submission.id, question_code=question_code)
+        session.add(existing)
+    existing.value = {"v": value}
+    existing.raw_text = raw_text
+    existing.seq = submission.answer_count
+    existing.answered_at = now
+    existing.update_id = update_id
+    submission.updated_at = now
+    await session.flush()
+    return existing
+
+
+async def delete_answers(
+    session: AsyncSession, submission_id: int, question_codes: Sequence[str] | None = None
+) -> None:
+    statement = delete(Answer).where(Answer.submission_id == submission_id)
+    if question_codes is not None:
+        statement = statement.where(Answer.question_code.in_(question_codes))
+    await session.execute(statement)
+
+
+# --- audit and settings ------------------------------------------------------------------------------
+
+
+def audit(session: AsyncSession, actor: str, action: str, target: str = "", **detail: Any) -> None:
+    session.add(AuditEntry(actor=actor, action=action, target=target, detail=detail))
+
+
+async def get_or_create_setting(session: AsyncSession, key: str, make: Any) -> str:
+    row = await session.get(Setting, key)
+    if row is None:
+        row = Setting(key=key, value=make())
+        session.add(row)
+        await session.flush()
+    return row.value
+
+
+# --- reports -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRow:
+    """One submission as exports show it: who (pseudonymous), where, how, when, and every answer."""
+
+    receipt: str
+    status: str
+    channel: str
+    survey_id: str
+    version: int
+    grid_code: str
+    grid_name: str
+    anonymous: bool
+    proxy: bool
+    started_at: datetime
+    submitted_at: datetime | None
+    answers: dict[str, Any]
+
+
+async def submission_rows(session: AsyncSession, project_id: int) -> list[SubmissionRow]:
+    query = (
+        select(Submission, QuestionnaireVersion, Grid)
+        .join(QuestionnaireVersion, Submission.questionnaire_version_id == QuestionnaireVersion.id)
+        .outerjoin(Grid, Submission.grid_id == Grid.id)
+        .where(Submission.project_id == project_id, Submission.current_step != "consent")
+        .order_by(Submission.id)
+    )
+    rows = (await session.execute(query)).all()
+    answers: dict[int, dict[str, Any]] = {}
+    ids = [s.id for s, _, _ in rows]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        for answer in await session.scalars(select(Answer).where(Answer.submission_id.in_(chunk))):
+            answers.setdefault(answer.submission_id, {})[answer.question_code] = answer.value.get("v")
+    return [
+        SubmissionRow(
+            receipt=s.receipt,
+            status=s.status,
+            channel=s.channel,
+            survey_id=v.survey_id,
+            version=v.version,
+            grid_code=g.code if g else "",
+            grid_name=g.name if g else "",
+            anonymous=s.anonymous,
+            proxy=s.entered_by_id is not None,
+            started_at=s.started_at,
+            submitted_at=s.submitted_at,
+            answers=answers.get(s.id, {}),
+        )
+        for s, v, g in rows
+    ]
+
+
+async def count_by_status(session: AsyncSession, project_id: int) -> dict[tuple[str, str], int]:
+    """(grid code, status) → number of submissions that got past consent."""
+    query = (
+        select(Grid.code, Submission.status, func.count())
+        .select_from(Submission)
+        .outerjoin(Grid, Submission.grid_id == Grid.id)
+        .where(Submission.project_id == project_id, Submission.current_step != "consent")
+        .group_by(Grid.code, Submission.status)
+    )
+    return {(code or "", status): n for code, status, n in (await session.execute(query)).all()}
