@@ -512,7 +512,7 @@ class _Reader:
         options: tuple[Option, ...] = ()
         if kind in _OPTION_KINDS:
             if "options" in entries:
-                options = self._options(entries["options"][1], qid, draft)
+                options = self._options(*entries["options"], qid, draft)
             else:
                 self.error(node, f"a {kind} question needs options", qid)
         least: float | None = None
@@ -573,12 +573,12 @@ class _Reader:
             else:
                 self.error(key, f"question: unknown key '{name}'{_suggest(name, allowed)}", qid)
 
-    def _options(self, node: Node, qid: str, draft: _Draft) -> tuple[Option, ...]:
+    def _options(self, key: ScalarNode, node: Node, qid: str, draft: _Draft) -> tuple[Option, ...]:
         if not isinstance(node, SequenceNode):
             self.error(node, f"options must be a list of 'code: label' entries, not {_shape(node)}", qid)
             return ()
         if len(node.value) < 2:
-            self.error(node, f"a choice question needs at least 2 options, not {len(node.value)}", qid)
+            self.error(key, f"a choice question needs at least 2 options, not {len(node.value)}", qid)
         options: list[Option] = []
         by_label: dict[str, str] = {}
         for item in node.value:
