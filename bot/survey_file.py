@@ -805,9 +805,9 @@ class _Reader:
                 q.id,
             )
         target = drafts[position[ref]]
-        if not target.kind_known:
-            return None  # its type is wrong, and that is reported already
         kind = target.question.kind
+        if not target.kind_known or (kind is QuestionKind.SCALE and not target.question.choices()):
+            return None  # its type or range is wrong, and that is reported already
         if kind in (QuestionKind.TEXT, QuestionKind.PHONE):
             self.error(ref_node, f"when cannot depend on '{ref}': a {kind} answer is free text", q.id)
             return None

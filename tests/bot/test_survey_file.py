@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -1172,6 +1175,28 @@ def test_mistakes_in_the_same_question_are_all_reported() -> None:
     assert any("unknown question 'nothing'" in m for m in messages)
 
 
+def test_a_broken_question_does_not_drag_its_dependants_in() -> None:
+    text = survey(
+        """\
+        - id: broken_scale
+          type: scale
+          text: 几分？
+          min: 5
+          max: 1 #!
+        - id: broken_type
+          type: choice
+          text: 选哪个？
+        - id: extra
+          type: text
+          text: 还有吗？
+          when: {broken_scale: [3], broken_type: [a]}
+        """
+    )
+    errors = check_survey(text)
+    assert [e.question for e in errors] == ["broken_scale", "broken_type"], "\n".join(map(str, errors))
+    assert errors[0].line == marked_line(text)
+
+
 # --- the hash ----------------------------------------------------------------------------------------
 
 SMALL = """\
@@ -1193,6 +1218,11 @@ questions:
     text: 为什么？
     when:
       attitude: [oppose]
+  - id: household
+    type: number
+    text: 家里几口人？
+    min: 1
+    max: 30
 """
 
 SMALL_REWRITTEN = """\
@@ -1205,7 +1235,8 @@ questions:
     max_length: 500
     id: reasons
     type: text
-consent: {notice: "仅用于测试。\\n", agree: 同意，开始填写}
+- {id: household, type: number, text: 家里几口人？, min: 1.0, max: 30.0, integer: true}
+consent: {notice: 仅用于测试。, agree: 同意，开始填写}
 title: 小问卷
 version: 1
 id: small
@@ -1247,6 +1278,23 @@ def test_hash_ignores_the_order_of_conditions_and_codes() -> None:
     first = with_when("{relation: [owner, tenant], necessity: [3, 4]}")
     assert survey_hash(first) == survey_hash(with_when("{necessity: [4, 3], relation: [tenant, owner]}"))
     assert survey_hash(first) != survey_hash(with_when("{necessity: [4], relation: [tenant, owner]}"))
+
+
+def test_hash_is_the_same_in_every_process() -> None:
+    """Sets iterate in an order that changes with PYTHONHASHSEED; the hash must not."""
+    code = f"from bot.survey_file import survey_hash; print(survey_hash(open({str(EXAMPLE)!r}).read()))"
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in range(4)
+    }
+    assert hashes == {survey_hash(EXAMPLE.read_text(encoding="utf-8"))}
 
 
 def test_hash_of_an_invalid_survey_is_refused() -> None:
