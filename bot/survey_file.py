@@ -100,7 +100,6 @@ _KIND_HINTS: dict[tuple[QuestionKind, str], str] = {
     (QuestionKind.NUMBER, "max_choices"): "max",
 }
 _OPTION_KINDS = (QuestionKind.SINGLE, QuestionKind.MULTI)
-_RANGE_KINDS = (QuestionKind.SCALE, QuestionKind.NUMBER)
 
 
 @dataclass(frozen=True)
@@ -213,7 +212,7 @@ def _plain(number: float | None) -> float | int | None:
 _QUESTION_DEFAULTS = Question("", QuestionKind.TEXT, "")
 _CONSENT_DEFAULTS = Consent("")
 
-Entries = dict[str, tuple[ScalarNode, Node]]
+_Entries = dict[str, tuple[ScalarNode, Node]]
 
 
 def _line(node: Node) -> int:
@@ -302,9 +301,9 @@ class _Reader:
             self.error(1, "the file is empty")
         return root
 
-    def _entries(self, node: MappingNode, where: str, question: str = "") -> Entries:
+    def _entries(self, node: MappingNode, where: str, question: str = "") -> _Entries:
         """The pairs of a mapping by key; PyYAML keeps the last of duplicate keys silently, so report them."""
-        entries: Entries = {}
+        entries: _Entries = {}
         for key, value in node.value:
             if not isinstance(key, ScalarNode) or key.tag == _NULL:
                 self.error(key, f"{where}: keys must be plain words, not {_shape(key)}", question)
@@ -316,13 +315,13 @@ class _Reader:
             entries[key.value] = (key, value)
         return entries
 
-    def _known_keys(self, entries: Entries, known: Sequence[str], where: str, question: str = "") -> None:
+    def _known_keys(self, entries: _Entries, known: Sequence[str], where: str, question: str = "") -> None:
         for name, (key, _) in entries.items():
             if name not in known:
                 self.error(key, f"{where}: unknown key '{name}'{_suggest(name, known)}", question)
 
     def _required_keys(
-        self, node: Node, entries: Entries, required: Sequence[str], where: str, question: str = ""
+        self, node: Node, entries: _Entries, required: Sequence[str], where: str, question: str = ""
     ) -> None:
         for name in required:
             if name not in entries:
@@ -545,7 +544,7 @@ class _Reader:
             grievance=grievance,
             consent=consent,
         )
-        if kind in _OPTION_KINDS or kind in _RANGE_KINDS:
+        if kind is not None:
             self._buttons_fit(draft, node)
         if text is not None:
             self._question_fits(draft, entries["text"][1])
@@ -561,7 +560,7 @@ class _Reader:
         )
         return None
 
-    def _question_keys(self, entries: Entries, kind: QuestionKind | None, qid: str) -> None:
+    def _question_keys(self, entries: _Entries, kind: QuestionKind | None, qid: str) -> None:
         allowed = _COMMON_KEYS + _KIND_KEYS[kind] if kind is not None else _QUESTION_KEYS
         for name, (key, _) in entries.items():
             if name in allowed:
@@ -633,7 +632,7 @@ class _Reader:
             return None
         return Option(code, label), code_node, label_node
 
-    def _choice_limits(self, entries: Entries, qid: str, count: int) -> tuple[int | None, int | None]:
+    def _choice_limits(self, entries: _Entries, qid: str, count: int) -> tuple[int | None, int | None]:
         least = self._int(entries["min_choices"][1], "min_choices", qid) if "min_choices" in entries else None
         most = self._int(entries["max_choices"][1], "max_choices", qid) if "max_choices" in entries else None
         if least is not None and not 0 <= least <= count:
@@ -646,7 +645,9 @@ class _Reader:
             self.error(entries["max_choices"][1], f"max_choices {most} is below min_choices {least}", qid)
         return least, most
 
-    def _scale(self, node: Node, entries: Entries, qid: str) -> tuple[int | None, int | None, dict[int, str]]:
+    def _scale(
+        self, node: Node, entries: _Entries, qid: str
+    ) -> tuple[int | None, int | None, dict[int, str]]:
         self._required_keys(node, entries, ("min", "max"), "scale question", qid)
         low = self._int(entries["min"][1], "min", qid) if "min" in entries else None
         high = self._int(entries["max"][1], "max", qid) if "max" in entries else None
@@ -690,7 +691,7 @@ class _Reader:
                 labels[point] = words
         return low, high, labels
 
-    def _number_range(self, entries: Entries, qid: str) -> tuple[float | None, float | None, bool]:
+    def _number_range(self, entries: _Entries, qid: str) -> tuple[float | None, float | None, bool]:
         low = self._number(entries["min"][1], "min", qid) if "min" in entries else None
         high = self._number(entries["max"][1], "max", qid) if "max" in entries else None
         integer = self._bool(entries["integer"][1], "integer", qid) if "integer" in entries else None
@@ -702,7 +703,7 @@ class _Reader:
                 self.error(entries["max"][1], f"no whole number lies between min {low} and max {high}", qid)
         return low, high, integer
 
-    def _text_limits(self, entries: Entries, qid: str) -> tuple[int, bool]:
+    def _text_limits(self, entries: _Entries, qid: str) -> tuple[int, bool]:
         max_length, grievance = _QUESTION_DEFAULTS.max_length, _QUESTION_DEFAULTS.grievance
         if "max_length" in entries:
             length = self._int(entries["max_length"][1], "max_length", qid)
@@ -716,7 +717,7 @@ class _Reader:
             grievance = self._bool(entries["grievance"][1], "grievance", qid) or False
         return max_length, grievance
 
-    def _phone_consent(self, node: Node, entries: Entries, qid: str) -> str:
+    def _phone_consent(self, node: Node, entries: _Entries, qid: str) -> str:
         if "consent" not in entries:
             # PIPL asks for a separate consent before a phone number is collected.
             self.error(node, "a phone question needs 'consent': the separate question asking permission", qid)
@@ -748,14 +749,16 @@ class _Reader:
         q = draft.question
         if not q.id:
             return
-        for option in q.choices():
-            size = worst_case_length(q.id, option.code)
+        # Every question has buttons (skip, keep, phone consent) even without options of its own.
+        for code in [o.code for o in q.choices()] or [""]:
+            size = worst_case_length(q.id, code)
             if size > CALLBACK_LIMIT:
-                where = draft.option_lines.get(option.code, _line(node))
+                what = f"option '{code}'" if code else "this question"
+                where = draft.option_lines.get(code, _line(node))
                 self.error(
                     where,
-                    f"button data for option '{option.code}' can reach {size} bytes, over "
-                    f"Telegram's {CALLBACK_LIMIT}: shorten the question id or the code",
+                    f"button data for {what} can reach {size} bytes, over Telegram's {CALLBACK_LIMIT}: "
+                    "shorten the question id or the code",
                     q.id,
                 )
 
