@@ -1,0 +1,197 @@
+"""Shared fixtures: a fresh database per test (SQLite and PostgreSQL), the Bot API simulator, a running bot."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bot.fakeapi import FakeTelegram
+from bot.links import LinkTarget, make_payload
+from bot.survey_file import parse_survey, survey_hash
+from bot.transports.base import Transport
+from minyi.settings import Settings
+from minyi.wiring import make_engine, make_transport
+from storage import repository as repo
+from storage.database import Database
+from storage.migrate import upgrade_sync
+from storage.models import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT_SURVEY = ROOT / "tests" / "bot" / "data" / "contract.yaml"
+EXAMPLE_SURVEY = ROOT / "examples" / "road-widening.yaml"
+POSTGRES_URL = os.environ.get("MINYI_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+# In CI PostgreSQL must be there: a missing server fails the run instead of skipping half the suite.
+REQUIRE_POSTGRES = os.environ.get("MINYI_REQUIRE_POSTGRES", "") == "1"
+LINK_SECRET = b"test-link-secret"
+
+
+def _postgres_admin_url() -> str:
+    return POSTGRES_URL
+
+
+async def _postgres_reachable() -> str:
+    engine = create_async_engine(POSTGRES_URL)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return ""
+    except Exception as error:  # any failure to connect means "not available"
+        return str(error).splitlines()[0]
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for each test: faster than migrating every time."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade_sync(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of its own on the PostgreSQL server, migrated once and dropped at the end."""
+    problem = asyncio.run(_postgres_reachable())
+    if problem:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"PostgreSQL is required but not reachable at {POSTGRES_URL}: {problem}")
+        pytest.skip(f"PostgreSQL not reachable: {problem}")
+    name = f"minyi_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(statement: str) -> None:
+        engine = create_async_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        async with engine.connect() as connection:
+            await connection.execute(text(statement))
+        await engine.dispose()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    upgrade_sync(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty database: a SQLite file, or the PostgreSQL test database emptied."""
+    if request.param == "sqlite":
+        path = tmp_path / "minyi.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_truncate(url))
+    return url
+
+
+async def _truncate(url: str) -> None:
+    engine = create_async_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+@dataclass
+class Project:
+    id: int
+    code: str
+    version_id: int
+    grid_ids: dict[str, int]
+
+    def start(self, grid: str = "G01") -> str:
+        return "/start " + make_payload(LINK_SECRET, LinkTarget(self.id, self.grid_ids[grid]))
+
+
+async def create_project(db: Database, survey: Path = CONTRACT_SURVEY, code: str = "T1") -> Project:
+    source = survey.read_text(encoding="utf-8")
+    questionnaire = parse_survey(source)
+    async with db.transaction() as session:
+        project = await repo.create_project(session, code, questionnaire.title)
+        version, _ = await repo.publish_version(
+            session,
+            project,
+            survey_id=questionnaire.id,
+            version=questionnaire.version,
+            title=questionnaire.title,
+            source=source,
+            content_hash=survey_hash(source),
+        )
+        grids = {
+            code: (await repo.upsert_grid(session, project.id, code, f"网格{code}", "东风社区", 100)).id
+            for code in ("G01", "G02")
+        }
+    return Project(project.id, code, version.id, grids)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+@dataclass
+class RunningBot:
+    """A bot on one transport, polling the simulator; `restart()` replaces it with a fresh process state."""
+
+    name: str
+    fake: FakeTelegram
+    db: Database
+    transport: Transport
+    task: asyncio.Task[None]
+
+    def settings(self) -> Settings:
+        return Settings(
+            database_url=str(self.db.url),
+            bot_token=self.fake.token,
+            telegram_api_url=self.fake.url,
+            secret_key=LINK_SECRET.hex(),
+        )
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+        await self.task
+        await self.transport.close()
+
+    async def restart(self) -> None:
+        """Stop this bot and start a new engine and transport: nothing survives but the database."""
+        await self.stop()
+        self.transport, self.task = await start_bot(self.name, self.fake, self.db)
+
+
+async def start_bot(name: str, fake: FakeTelegram, db: Database) -> tuple[Transport, asyncio.Task[None]]:
+    settings = Settings(
+        database_url=str(db.url),
+        bot_token=fake.token,
+        telegram_api_url=fake.url,
+        secret_key=LINK_SECRET.hex(),
+    )
+    transport = make_transport(name, make_engine(settings, db), settings)
+    task = asyncio.create_task(transport.run_polling())
+    return transport, task
+
+
+@pytest.fixture(params=["aiogram", "ptb"])
+async def running_bot(
+    request: pytest.FixtureRequest, fake: FakeTelegram, db: Database
+) -> AsyncIterator[RunningBot]:
+    transport, task = await start_bot(request.param, fake, db)
+    bot = RunningBot(request.param, fake, db, transport, task)
+    yield bot
+    await bot.stop()
