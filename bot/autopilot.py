@@ -108,7 +108,7 @@ async def _answer(
         return (await user.click(data=submit, message=message)).messages[-1]
     options = _buttons(message, cb.ANSWER)
     if options:
-        text, data = rng.choice(options)
+        _text, data = rng.choice(options)
         answered.append(data)
         return (await user.click(data=data, message=message)).messages[-1]
     toggles = _buttons(message, cb.TOGGLE)

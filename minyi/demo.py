@@ -134,7 +134,8 @@ def report(result: DemoResult) -> str:
     lines += [
         "",
         f"The data is in {result.database_path}. To look at it:",
-        f"  MINYI_DATABASE_URL={result.database_url} minyi export responses --project {PROJECT_CODE} --format csv",
+        f"  MINYI_DATABASE_URL={result.database_url} \\",
+        f"    minyi export responses --project {PROJECT_CODE} --format csv",
         f"  sqlite3 {result.database_path} 'select receipt, status, channel from submissions'",
     ]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh database per test (SQLite and PostgreSQL), the Bot API simulator, a running bot."""
+"""Shared fixtures: a fresh database per test (SQLite, PostgreSQL), the Bot API simulator, a running bot."""
 
 from __future__ import annotations
 
