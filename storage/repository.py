@@ -174,14 +174,14 @@ async def person_by_telegram_id(
     """The person behind a Telegram account; `lock` holds their row until commit (PostgreSQL), which
     keeps one resident's updates in order across several bot processes."""
     query = select(Person).where(Person.telegram_id == telegram_id)
-    if lock and session.bind.dialect.name == "postgresql":
+    if lock and session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return (await session.scalars(query)).first()
 
 
 async def ensure_person(session: AsyncSession, telegram_id: int) -> Person:
     """Find or create the person, safe when two processes create the same one at once."""
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(Person).values(telegram_id=telegram_id, role="resident", display_name="", state="")
     await session.execute(statement.on_conflict_do_nothing(index_elements=["telegram_id"]))
@@ -195,7 +195,7 @@ async def ensure_person(session: AsyncSession, telegram_id: int) -> Person:
 
 async def claim_update(session: AsyncSession, update_id: int) -> bool:
     """Record an update as handled; False when it was handled before (a redelivery)."""
-    dialect = session.bind.dialect.name
+    dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(ProcessedUpdate).values(update_id=update_id, processed_at=utcnow())
     result = await session.execute(statement.on_conflict_do_nothing(index_elements=["update_id"]))

@@ -21,7 +21,7 @@ from bot.flows.answers import (
 )
 from bot.flows.turn import Turn
 from bot.links import LinkError, LinkTarget, read_payload
-from bot.messages import Kind, Reply
+from bot.messages import Button, Kind, Reply
 from bot.questionnaire import AnswerValue, Question, QuestionKind, Questionnaire, match_option, normalise
 from storage import repository as repo
 from storage.models import Answer, Channel, Grid, Person, Project, Role, Submission, SubmissionStatus, utcnow
@@ -189,8 +189,8 @@ async def on_delete(t: Turn, person: Person | None) -> list[Reply]:
     person.state = CONFIRM_DELETE
     buttons = (
         (
-            render.Button(texts.BUTTON_DELETE_YES, cb.encode(cb.DELETE, "yes")),
-            render.Button(texts.BUTTON_DELETE_NO, cb.encode(cb.DELETE, "no")),
+            Button(texts.BUTTON_DELETE_YES, cb.encode(cb.DELETE, "yes")),
+            Button(texts.BUTTON_DELETE_NO, cb.encode(cb.DELETE, "no")),
         ),
     )
     return [send(t, texts.DELETE_CONFIRM, buttons)]
@@ -279,29 +279,29 @@ async def on_button(t: Turn, person: Person | None) -> list[Reply]:
     question = q.question(data.part(1))
     if question is None or submission.current_step != question.id:
         return stale(t)
-    answers = await repo.answers_of(t.session, submission.id)
+    stored = await repo.answers_of(t.session, submission.id)
     if data.action == cb.ANSWER and question.kind in (QuestionKind.SINGLE, QuestionKind.SCALE):
         option = question.option(data.part(2))
         if option is None:
             return stale(t)
         value: AnswerValue = int(option.code) if question.kind is QuestionKind.SCALE else option.code
-        return await accept(t, submission, q, question, value, option.label, answers, tapped=True)
+        return await accept(t, submission, q, question, value, option.label, stored, tapped=True)
     if data.action == cb.TOGGLE and question.kind is QuestionKind.MULTI:
-        return await on_toggle(t, submission, q, question, data.part(2), data.part(3) == "1", answers)
+        return await on_toggle(t, submission, q, question, data.part(2), data.part(3) == "1", stored)
     if data.action == cb.DONE and question.kind is QuestionKind.MULTI:
-        return await on_multi_done(t, submission, q, question, answers, tapped=True)
+        return await on_multi_done(t, submission, q, question, stored, tapped=True)
     if data.action == cb.SKIP and not question.required:
-        return await accept(t, submission, q, question, None, "", answers, tapped=True)
-    if data.action == cb.KEEP and question.id in answers:
+        return await accept(t, submission, q, question, None, "", stored, tapped=True)
+    if data.action == cb.KEEP and question.id in stored:
         return await advance_replies(
             t,
             submission,
             q,
             question,
-            tapped_text=render.chosen_text(question, answers[question.id].value.get("v")),
+            tapped_text=render.chosen_text(question, stored[question.id].value.get("v")),
         )
     if data.action == cb.PHONE and question.kind is QuestionKind.PHONE:
-        return await on_phone_consent(t, submission, q, question, data.part(2) == "yes", answers, tapped=True)
+        return await on_phone_consent(t, submission, q, question, data.part(2) == "yes", stored, tapped=True)
     return stale(t)
 
 
@@ -462,14 +462,14 @@ async def on_message(t: Turn, person: Person, submission: Submission) -> list[Re
     if question is None:  # cannot happen with an immutable version; recover by going to the summary
         submission.current_step = SUMMARY
         return [await ask_current(t, submission)]
-    answers = await repo.answers_of(t.session, submission.id)
+    stored = await repo.answers_of(t.session, submission.id)
     if not text:
         return [await ask_current(t, submission, note=texts.REASK_EMPTY)]
-    if question.id in answers and normalise(text) == normalise(texts.BUTTON_KEEP):
+    if question.id in stored and normalise(text) == normalise(texts.BUTTON_KEEP):
         return await advance_replies(t, submission, q, question)
     if not question.required and question.kind is not QuestionKind.PHONE and says(text, SKIP_WORDS):
-        return await accept(t, submission, q, question, None, text, answers, tapped=False)
-    return await typed_answer(t, submission, q, question, text, answers)
+        return await accept(t, submission, q, question, None, text, stored, tapped=False)
+    return await typed_answer(t, submission, q, question, text, stored)
 
 
 async def typed_consent(t: Turn, person: Person, submission: Submission) -> list[Reply]:
@@ -511,8 +511,8 @@ async def typed_answer(
     if kind is QuestionKind.SCALE:
         option = match_option(question, text)
         if option is None:
-            low, high = int(question.minimum or 0), int(question.maximum or 0)
-            return await reask(texts.REASK_SCALE.format(low=low, high=high))
+            first, last = int(question.minimum or 0), int(question.maximum or 0)
+            return await reask(texts.REASK_SCALE.format(low=first, high=last))
         return await accept(t, submission, q, question, int(option.code), text, answers, tapped=False)
     if kind is QuestionKind.MULTI:
         if says(text, DONE_WORDS):
