@@ -229,3 +229,39 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class AnswerTag(Base):
+    """What the classifier and the urgent-signal rules said about one free-text answer (advisory only)."""
+
+    __tablename__ = "answer_tags"
+
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True)
+    # The answer text with phone numbers, ID numbers, addresses and names masked.
+    redacted: Mapped[str] = mapped_column(Text, default="")
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    signals: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Filled in after the reply, by the classifier: risk codes, a score per code, and whether a person
+    # should look first because the model is unsure. None until then (or if the model failed).
+    categories: Mapped[list[str] | None] = mapped_column(JSON)
+    scores: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    uncertain: Mapped[bool | None] = mapped_column(Boolean)
+    model: Mapped[str] = mapped_column(String(64), default="")
+    tagged_at: Mapped[datetime | None]
+
+
+class Alert(Base):
+    """An urgent answer waiting to reach the grid's workers and the on-duty assessors."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    answer_id: Mapped[int | None] = mapped_column(ForeignKey("answers.id", ondelete="SET NULL"))
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id", ondelete="SET NULL"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    grid_id: Mapped[int | None] = mapped_column(ForeignKey("grids.id"))
+    signals: Mapped[list[str]] = mapped_column(JSON, default=list)
+    redacted: Mapped[str] = mapped_column(Text, default="")
+    # queued → sent → acknowledged (or escalated); the grid-worker side moves it along.
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
