@@ -1,1 +1,1 @@
-"""Chinese text in, tags out: tokeniser, risk classifier, urgent signals, redaction; knows nothing of chats."""
+"""Chinese text in, tags out: tokeniser, risk classifier, urgent signals, redaction; no chats, no tables."""

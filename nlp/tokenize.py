@@ -10,7 +10,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["init", "normalize", "stopwords", "tokenize"]
+__all__ = ["fold_with_offsets", "init", "normalize", "stopwords", "tokenize"]
 
 _lock = threading.Lock()
 _tokenizer: Any = None
@@ -28,6 +28,34 @@ def _zh_tables() -> tuple[frozenset[str], Any]:
     if zc.zhcdicts is None:
         zc.loaddict(os.path.join(os.path.dirname(zc.__file__), "zhcdict.json"))
     return frozenset(zc.zhcdicts["TRADONLY"]), zc.convert
+
+
+@cache
+def _char_table() -> dict[str, str]:
+    """Single-character traditional → simplified pairs, for folding that must keep offsets."""
+    import zhconv.zhconv as zc
+
+    _zh_tables()
+    table: dict[str, str] = zc.zhcdicts["zh2Hans"]
+    return {k: v for k, v in table.items() if len(k) == 1 and len(v) == 1}
+
+
+def fold_with_offsets(text: str) -> tuple[str, list[int]]:
+    """Like normalize() but character by character, whitespace dropped, with each folded character's
+    index in the original text, so that matches found in the folded text can be shown in the original."""
+    table = _char_table()
+    out: list[str] = []
+    offsets: list[int] = []
+    for index, char in enumerate(text):
+        if char.isspace():
+            continue
+        for folded in unicodedata.normalize("NFKC", char):
+            if folded.isspace():
+                continue
+            folded = table.get(folded, folded).lower()
+            out.append(folded)
+            offsets.extend([index] * len(folded))
+    return "".join(out), offsets
 
 
 def _to_simplified(text: str) -> str:
