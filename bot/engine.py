@@ -16,6 +16,7 @@ from bot.flows.turn import Turn
 from bot.messages import Incoming, Kind, Reply
 from bot.questionnaire import Questionnaire
 from bot.survey_file import parse_survey
+from bot.tagging import BackgroundTagging, NlpTagger, Tagger
 from storage import repository as repo
 from storage.database import Database
 
@@ -54,10 +55,21 @@ class UserLocks:
 
 
 class DialogEngine:
-    def __init__(self, db: Database, *, bot_username: str = "", link_secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        bot_username: str = "",
+        link_secret: bytes | None = None,
+        tagger: Tagger | None = None,
+        crisis_line: str = texts.DEFAULT_CRISIS_LINE,
+    ) -> None:
         self.db = db
         self.bot_username = bot_username
+        self.crisis_line = crisis_line
         self.locks = UserLocks()
+        self.tagger = tagger or NlpTagger()
+        self.tagging = BackgroundTagging(db, self.tagger)
         self._link_secret = link_secret
         # Published versions never change, so a parsed questionnaire can be kept for the process's life;
         # a deployment has a handful of them.
@@ -83,7 +95,11 @@ class DialogEngine:
                 async with self.db.transaction() as session:
                     if not await repo.claim_update(session, incoming.update_id):
                         return []  # delivered before: it changed what it had to change then
-                    return await resident.handle(Turn(session, incoming, self))
+                    turn = Turn(session, incoming, self)
+                    replies = await resident.handle(turn)
+                for action in turn.after_commit:
+                    action()
+                return replies
             except (OperationalError, DBAPIError) as error:
                 if attempt == ATTEMPTS or not _transient(error):
                     raise

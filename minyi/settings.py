@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from bot import texts
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///minyi-data/minyi.db"
 DEFAULT_API_URL = "https://api.telegram.org"
 
@@ -39,6 +41,8 @@ class Settings:
     webhook_port: int = 8443
     # Updates handled at once by one bot process; the database pool is sized to match.
     concurrency: int = 64
+    # Told to a resident whose answer suggests they may harm themselves.
+    crisis_line: str = texts.DEFAULT_CRISIS_LINE
     transport: str = field(default="aiogram")
 
     @classmethod
@@ -55,6 +59,7 @@ class Settings:
             webhook_host=env("MINYI_WEBHOOK_HOST", "").strip() or "127.0.0.1",
             webhook_port=_int("MINYI_WEBHOOK_PORT", 8443),
             concurrency=_int("MINYI_CONCURRENCY", 64),
+            crisis_line=env("MINYI_CRISIS_LINE", "").strip() or cls.crisis_line,
             transport=env("MINYI_TRANSPORT", "").strip() or "aiogram",
         )
 

@@ -25,7 +25,12 @@ def open_database(settings: Settings) -> Database:
 
 
 def make_engine(settings: Settings, db: Database) -> DialogEngine:
-    return DialogEngine(db, bot_username=settings.bot_username, link_secret=settings.link_secret)
+    return DialogEngine(
+        db,
+        bot_username=settings.bot_username,
+        link_secret=settings.link_secret,
+        crisis_line=settings.crisis_line,
+    )
 
 
 def make_transport(name: str, engine: DialogEngine, settings: Settings) -> Transport:
@@ -54,8 +59,10 @@ async def run_bot(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
             loop.add_signal_handler(sig, stop.set)
     db = open_database(settings)
-    transport = make_transport(transport_name, make_engine(settings, db), settings)
+    engine = make_engine(settings, db)
+    transport = make_transport(transport_name, engine, settings)
     try:
+        await engine.tagging.catch_up()  # grievances left unclassified by an earlier run
         if webhook:
             await _serve_webhook(settings, transport, stop)
         else:
@@ -67,6 +74,7 @@ async def run_bot(
             stopping.cancel()
     finally:
         await transport.close()
+        await engine.tagging.drain()
         await db.dispose()
 
 

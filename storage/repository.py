@@ -14,7 +14,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
+    Alert,
     Answer,
+    AnswerTag,
     AuditEntry,
     Grid,
     Person,
@@ -286,6 +288,36 @@ async def delete_answers(
     if question_codes is not None:
         statement = statement.where(Answer.question_code.in_(question_codes))
     await session.execute(statement)
+
+
+async def save_tags(
+    session: AsyncSession, answer_id: int, *, redacted: str, urgent: bool, signals: list[str]
+) -> AnswerTag:
+    """The rule-based tags of an answer; any earlier classification of it is cleared (the text changed)."""
+    row = await session.get(AnswerTag, answer_id)
+    if row is None:
+        row = AnswerTag(answer_id=answer_id)
+        session.add(row)
+    row.redacted, row.urgent, row.signals = redacted, urgent, signals
+    row.categories = row.scores = row.uncertain = row.tagged_at = None
+    row.model = ""
+    await session.flush()
+    return row
+
+
+def queue_alert(
+    session: AsyncSession, answer: Answer, submission: Submission, *, signals: list[str], redacted: str
+) -> None:
+    session.add(
+        Alert(
+            answer_id=answer.id,
+            submission_id=submission.id,
+            project_id=submission.project_id,
+            grid_id=submission.grid_id,
+            signals=signals,
+            redacted=redacted,
+        )
+    )
 
 
 # --- audit and settings ------------------------------------------------------------------------------

@@ -156,14 +156,6 @@ class RunningBot:
     transport: Transport
     task: asyncio.Task[None]
 
-    def settings(self) -> Settings:
-        return Settings(
-            database_url=str(self.db.url),
-            bot_token=self.fake.token,
-            telegram_api_url=self.fake.url,
-            secret_key=LINK_SECRET.hex(),
-        )
-
     async def stop(self) -> None:
         await self.transport.stop()
         await self.task
@@ -175,13 +167,17 @@ class RunningBot:
         self.transport, self.task = await start_bot(self.name, self.fake, self.db)
 
 
-async def start_bot(name: str, fake: FakeTelegram, db: Database) -> tuple[Transport, asyncio.Task[None]]:
-    settings = Settings(
-        database_url=str(db.url),
+def bot_settings(fake: FakeTelegram, db: Database) -> Settings:
+    return Settings(
+        database_url=db.url.render_as_string(hide_password=False),
         bot_token=fake.token,
         telegram_api_url=fake.url,
         secret_key=LINK_SECRET.hex(),
     )
+
+
+async def start_bot(name: str, fake: FakeTelegram, db: Database) -> tuple[Transport, asyncio.Task[None]]:
+    settings = bot_settings(fake, db)
     transport = make_transport(name, make_engine(settings, db), settings)
     task = asyncio.create_task(transport.run_polling())
     return transport, task

@@ -23,6 +23,7 @@ from bot.flows.turn import Turn
 from bot.links import LinkError, LinkTarget, read_payload
 from bot.messages import Button, Kind, Reply
 from bot.questionnaire import AnswerValue, Question, QuestionKind, Questionnaire, match_option, normalise
+from bot.tagging import SELF_HARM
 from storage import repository as repo
 from storage.models import Answer, Channel, Grid, Person, Project, Role, Submission, SubmissionStatus, utcnow
 
@@ -591,7 +592,7 @@ async def accept(
     tapped: bool,
 ) -> list[Reply]:
     """Store the answer (committed with this update, before any reply is sent) and move on."""
-    await repo.save_answer(
+    answer = await repo.save_answer(
         t.session,
         submission,
         question.id,
@@ -600,6 +601,10 @@ async def accept(
         update_id=t.incoming.update_id,
         existing=answers.get(question.id),
     )
+    if question.kind is QuestionKind.TEXT and question.grievance and isinstance(value, str):
+        care = await tag_grievance(t, submission, answer, value)
+        if care is not None:
+            return [care, *await advance_replies(t, submission, q, question)]
     if not tapped:
         return await advance_replies(t, submission, q, question)
     return await advance_replies(t, submission, q, question, tapped_text=render.chosen_text(question, value))
@@ -673,3 +678,19 @@ async def submit(
         q, submission.questionnaire_version_id, answers, anonymous=submission.anonymous
     )
     return closing(t, [*edit_tapped(t, f"{summary_text}\n{texts.SUBMITTED_MARK}"), receipt])
+
+
+async def tag_grievance(t: Turn, submission: Submission, answer: Answer, text: str) -> Reply | None:
+    """Rules and redaction now, in this transaction; the classifier after the commit. Returns a caring
+    reply when the resident may be at risk of harming themselves."""
+    quick = t.engine.tagger.quick(text)
+    await repo.save_tags(
+        t.session, answer.id, redacted=quick.redacted, urgent=quick.urgent, signals=list(quick.signals)
+    )
+    if quick.urgent:
+        repo.queue_alert(t.session, answer, submission, signals=list(quick.signals), redacted=quick.redacted)
+    answer_id = answer.id
+    t.after_commit.append(lambda: t.engine.tagging.schedule(answer_id, text))
+    if SELF_HARM in quick.signals:
+        return send(t, texts.CARE.format(line=t.engine.crisis_line))
+    return None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +19,8 @@ class Turn:
     session: AsyncSession
     incoming: Incoming
     engine: DialogEngine
+    # Work that must wait until this update's transaction is committed (e.g. classifying an answer).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def chat_id(self) -> int:
