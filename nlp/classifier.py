@@ -1,0 +1,330 @@
+"""Text classifiers: jieba word + character n-gram TF-IDF into linear models, multi-label or multi-class."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from nlp.tokenize import normalize, tokenize
+
+__all__ = [
+    "CVReport",
+    "ClassifierConfig",
+    "Prediction",
+    "TextClassifier",
+    "char_text",
+    "fit_multiclass",
+    "fit_multilabel",
+    "word_tokens",
+]
+
+Progress = Callable[[str], None]
+
+
+@lru_cache(maxsize=50_000)
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(tokenize(text))
+
+
+def word_tokens(text: str) -> list[str]:
+    """The word analyser's tokenizer. Cached because cross-validation segments each text once per fold,
+    and jieba is the slowest step; module-level so that fitted vectorizers pickle."""
+    return list(_tokens(text))
+
+
+def char_text(text: str) -> str:
+    """The character analyser's preprocessor: normalised, whitespace collapsed."""
+    return " ".join(normalize(text).split())
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifierConfig:
+    """Hyper-parameters of the pipeline; defaults are the configuration chosen by cross-validation."""
+
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] = (1, 3)
+    min_df: int = 2
+    sublinear_tf: bool = True
+    c: float = 1.0
+    class_weight: str | None = "balanced"
+    calibration_folds: int = 3
+    # Multi-label: a text is marked for review when its best score is this close to that label's threshold.
+    review_margin: float = 0.15
+    # Multi-class: a text is marked for review when its top probability is below this.
+    min_confidence: float = 0.5
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "word_ngrams": list(self.word_ngrams),
+            "char_ngrams": list(self.char_ngrams),
+            "min_df": self.min_df,
+            "sublinear_tf": self.sublinear_tf,
+            "c": self.c,
+            "class_weight": self.class_weight,
+            "calibration_folds": self.calibration_folds,
+            "review_margin": self.review_margin,
+            "min_confidence": self.min_confidence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Labels given to one text, every label's calibrated score, and whether a person should look first."""
+
+    labels: tuple[str, ...]
+    scores: dict[str, float]
+    uncertain: bool
+
+
+@dataclass(slots=True)
+class CVReport:
+    """Cross-validated quality of a configuration, computed on out-of-fold predictions only."""
+
+    folds: int
+    n_examples: int
+    micro_f1: float
+    macro_f1: float
+    accuracy: float | None
+    per_label: dict[str, dict[str, float]]
+    seconds: float
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "folds": self.folds,
+            "n_examples": self.n_examples,
+            "micro_f1": round(self.micro_f1, 4),
+            "macro_f1": round(self.macro_f1, 4),
+            "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+            "per_label": self.per_label,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _features(config: ClassifierConfig) -> Any:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    words = TfidfVectorizer(
+        tokenizer=word_tokens,
+        token_pattern=None,
+        lowercase=False,
+        ngram_range=config.word_ngrams,
+        min_df=config.min_df,
+        sublinear_tf=config.sublinear_tf,
+        dtype=np.float32,
+    )
+    chars = TfidfVectorizer(
+        analyzer="char",
+        preprocessor=char_text,
+        lowercase=False,
+        ngram_range=config.char_ngrams,
+        min_df=config.min_df,
+        sublinear_tf=config.sublinear_tf,
+        dtype=np.float32,
+    )
+    return FeatureUnion([("words", words), ("chars", chars)])
+
+
+def _calibrated_svm(config: ClassifierConfig) -> Any:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import LinearSVC
+
+    svm = LinearSVC(C=config.c, class_weight=config.class_weight, random_state=0)
+    # Sigmoid (Platt) calibration: isotonic needs more positives per label than the seed corpus has.
+    return CalibratedClassifierCV(svm, method="sigmoid", cv=config.calibration_folds)
+
+
+def build_pipeline(config: ClassifierConfig, multilabel: bool) -> Any:
+    """The unfitted scikit-learn Pipeline: features, then a calibrated linear SVM (one per label if multi)."""
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import Pipeline
+
+    model = OneVsRestClassifier(_calibrated_svm(config)) if multilabel else _calibrated_svm(config)
+    return Pipeline([("features", _features(config)), ("model", model)])
+
+
+class TextClassifier:
+    """A fitted pipeline with its labels and decision rules; picklable, saved by nlp.artifacts."""
+
+    def __init__(
+        self,
+        pipeline: Any,
+        labels: Sequence[str],
+        multilabel: bool,
+        thresholds: dict[str, float],
+        config: ClassifierConfig,
+    ) -> None:
+        self.pipeline = pipeline
+        self.labels = tuple(labels)
+        self.multilabel = multilabel
+        self.thresholds = dict(thresholds)
+        self.config = config
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Calibrated scores, one row per text, one column per label (in self.labels order)."""
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        proba: np.ndarray = np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
+        return proba
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        matrix = self.scores(texts)
+        return [self._decide(row) for row in matrix]
+
+    def predict_one(self, text: str) -> Prediction:
+        return self.predict([text])[0]
+
+    def _decide(self, row: np.ndarray) -> Prediction:
+        scores = {label: round(float(score), 4) for label, score in zip(self.labels, row, strict=True)}
+        best = int(np.argmax(row))
+        if self.multilabel:
+            chosen = tuple(
+                label
+                for label, score in zip(self.labels, row, strict=True)
+                if score >= self.thresholds[label]
+            )
+            threshold = self.thresholds[self.labels[best]]
+            uncertain = abs(float(row[best]) - threshold) < self.config.review_margin
+        else:
+            chosen = (self.labels[best],)
+            uncertain = float(row[best]) < self.config.min_confidence
+        return Prediction(chosen, scores, uncertain)
+
+
+def _choose_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
+    """The score cut-off with the best F1 on out-of-fold scores; ties go to the one nearest 0.5."""
+    best_f1, best_t = -1.0, 0.5
+    for t in np.round(np.arange(0.1, 0.91, 0.025), 3):
+        predicted = scores >= t
+        tp = float(np.sum(predicted & truth))
+        denominator = float(np.sum(predicted) + np.sum(truth))
+        f1 = 2 * tp / denominator if denominator else 0.0
+        if f1 > best_f1 + 1e-9 or (abs(f1 - best_f1) <= 1e-9 and abs(t - 0.5) < abs(best_t - 0.5)):
+            best_f1, best_t = f1, float(t)
+    return best_t
+
+
+def _per_label(
+    truth: np.ndarray, predicted: np.ndarray, labels: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    return {
+        label: {
+            "precision": round(float(p[i]), 4),
+            "recall": round(float(r[i]), 4),
+            "f1": round(float(f[i]), 4),
+            "support": int(s[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+
+
+def _say(progress: Progress | None, message: str) -> None:
+    if progress is not None:
+        progress(message)
+
+
+def fit_multilabel(
+    texts: Sequence[str],
+    labels: Sequence[Sequence[str]],
+    label_set: Sequence[str],
+    config: ClassifierConfig | None = None,
+    folds: int = 5,
+    progress: Progress | None = None,
+) -> tuple[TextClassifier, CVReport]:
+    """Fit one calibrated classifier per label; thresholds come from out-of-fold scores, never the fit."""
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import KFold
+
+    config = config or ClassifierConfig()
+    started = time.perf_counter()
+    known = list(label_set)
+    unknown = sorted({lab for row in labels for lab in row} - set(known))
+    if unknown:
+        raise ValueError(f"labels not in the label set: {', '.join(unknown)}")
+    y = np.array([[lab in row for lab in known] for row in labels], dtype=int)
+    missing = [lab for lab, count in zip(known, y.sum(axis=0), strict=True) if count < folds]
+    if missing:
+        raise ValueError(f"too few examples (< {folds}) for: {', '.join(missing)}")
+    x = list(texts)
+    out_of_fold = np.zeros(y.shape, dtype=float)
+    splitter = KFold(n_splits=folds, shuffle=True, random_state=0)
+    for number, (train, test) in enumerate(splitter.split(x), start=1):
+        _say(progress, f"cross-validation fold {number}/{folds}")
+        pipe = build_pipeline(config, multilabel=True)
+        pipe.fit([x[i] for i in train], y[train])
+        out_of_fold[test] = pipe.predict_proba([x[i] for i in test])
+    thresholds = {lab: _choose_threshold(y[:, j] == 1, out_of_fold[:, j]) for j, lab in enumerate(known)}
+    cut = np.array([thresholds[lab] for lab in known])
+    predicted = (out_of_fold >= cut).astype(int)
+    report = CVReport(
+        folds=folds,
+        n_examples=len(x),
+        micro_f1=float(f1_score(y, predicted, average="micro", zero_division=0)),
+        macro_f1=float(f1_score(y, predicted, average="macro", zero_division=0)),
+        accuracy=None,
+        per_label=_per_label(y, predicted, known),
+        seconds=0.0,
+        thresholds=thresholds,
+    )
+    _say(progress, "fitting the final model on all examples")
+    pipe = build_pipeline(config, multilabel=True)
+    pipe.fit(x, y)
+    report.seconds = time.perf_counter() - started
+    return TextClassifier(pipe, known, True, thresholds, config), report
+
+
+def fit_multiclass(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    config: ClassifierConfig | None = None,
+    folds: int = 5,
+    progress: Progress | None = None,
+) -> tuple[TextClassifier, CVReport]:
+    """Fit a single-label classifier over whatever labels the data has; report stratified CV scores."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import StratifiedKFold
+
+    config = config or ClassifierConfig()
+    started = time.perf_counter()
+    x, y = list(texts), np.array(labels)
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ValueError("need at least two different labels")
+    if counts.min() < folds:
+        rare = ", ".join(str(c) for c, n in zip(classes, counts, strict=True) if n < folds)
+        raise ValueError(f"too few examples (< {folds}) for: {rare}")
+    predicted = np.empty(len(y), dtype=object)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    for number, (train, test) in enumerate(splitter.split(x, y), start=1):
+        _say(progress, f"cross-validation fold {number}/{folds}")
+        pipe = build_pipeline(config, multilabel=False)
+        pipe.fit([x[i] for i in train], y[train])
+        predicted[test] = pipe.predict([x[i] for i in test])
+    predicted = predicted.astype(y.dtype)
+    label_list = [str(c) for c in classes]
+    onehot_true = np.array([[v == c for c in classes] for v in y], dtype=int)
+    onehot_pred = np.array([[v == c for c in classes] for v in predicted], dtype=int)
+    report = CVReport(
+        folds=folds,
+        n_examples=len(x),
+        micro_f1=float(f1_score(y, predicted, average="micro")),
+        macro_f1=float(f1_score(y, predicted, average="macro")),
+        accuracy=float(accuracy_score(y, predicted)),
+        per_label=_per_label(onehot_true, onehot_pred, label_list),
+        seconds=0.0,
+    )
+    _say(progress, "fitting the final model on all examples")
+    pipe = build_pipeline(config, multilabel=False)
+    pipe.fit(x, y)
+    report.seconds = time.perf_counter() - started
+    fitted_labels = [str(c) for c in pipe.classes_]
+    return TextClassifier(pipe, fitted_labels, False, {}, config), report
