@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -265,3 +266,179 @@ class Alert(Base):
     # queued → sent → acknowledged (or escalated); the grid-worker side moves it along.
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- the assessors' console: accounts, review, risk register, levels, notifications ------------------
+
+
+class Account(Base):
+    """A person who signs in to the web console (assessor, admin, or grid worker limited to their grids)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # The same person in the bot, when they have one (a grid worker's Telegram account).
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountGrid(Base):
+    """A grid a grid-worker account may see; accounts of other roles see every grid."""
+
+    __tablename__ = "account_grids"
+
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser; only a hash of its cookie is kept, so a copy of the database opens no session."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """A failed sign-in, counted per account name and per address to slow down password guessing."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ReviewStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"  # categories confirmed or corrected by a person
+    NOT_GRIEVANCE = "not_grievance"
+
+
+class Review(Base):
+    """A person's decision on one free-text answer, kept beside what the model suggested."""
+
+    __tablename__ = "reviews"
+
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default=ReviewStatus.PENDING, index=True)
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The model's categories and model name when the person decided ("suggested by model → confirmed by").
+    suggested: Mapped[list[str]] = mapped_column(JSON, default=list)
+    suggested_model: Mapped[str] = mapped_column(String(64), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime | None]
+    # Answer.seq when decided: an answer changed since then needs a new look.
+    answer_seq: Mapped[int] = mapped_column(default=0)
+
+
+class RiskItem(Base):
+    """One entry of the risk register (风险清单): a risk factor, its estimate and its mitigation."""
+
+    __tablename__ = "risk_items"
+    __table_args__ = (UniqueConstraint("project_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    number: Mapped[int]  # R-001, R-002, ... within the project
+    factor: Mapped[str] = mapped_column(String(32))  # a risk code of nlp/data/taxonomy.yaml
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    stage: Mapped[str] = mapped_column(String(16))
+    probability: Mapped[int]
+    impact: Mapped[int]
+    mitigation: Mapped[str] = mapped_column(Text, default="")
+    department: Mapped[str] = mapped_column(String(200), default="")
+    deadline: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    residual_probability: Mapped[int | None]
+    residual_impact: Mapped[int | None]
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RiskItemAnswer(Base):
+    """A grievance behind a risk item."""
+
+    __tablename__ = "risk_item_answers"
+
+    risk_item_id: Mapped[int] = mapped_column(
+        ForeignKey("risk_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    answer_id: Mapped[int] = mapped_column(ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True)
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LevelRules(Base):
+    """One version of the rules that propose a risk level; never edited, a change is a new version."""
+
+    __tablename__ = "level_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(unique=True)
+    # Opposition-rate bands, the probability × impact matrix and their source notes (console/levels.py).
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LevelSignoff(Base):
+    """An assessor's confirmation or override of the proposed overall level, with the reasoning shown."""
+
+    __tablename__ = "level_signoffs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    rules_id: Mapped[int] = mapped_column(ForeignKey("level_rules.id"))
+    proposed_before: Mapped[str] = mapped_column(String(8))
+    proposed_after: Mapped[str] = mapped_column(String(8))
+    level_before: Mapped[str] = mapped_column(String(8))
+    level_after: Mapped[str] = mapped_column(String(8))
+    overridden: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # The reasoning and the figures it used, as shown when signing.
+    reasoning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
+    signed_by_name: Mapped[str] = mapped_column(String(64), default="")
+    signed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AssessmentText(Base):
+    """The written parts of a project's assessment file: overview, basis, conclusion, emergency plan."""
+
+    __tablename__ = "assessment_texts"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Notification(Base):
+    """A message waiting for the bot to tell a resident what happened to what they raised."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    risk_item_id: Mapped[int | None] = mapped_column(ForeignKey("risk_items.id", ondelete="SET NULL"))
+    # queued → sent (or failed); the bot moves it along.
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
