@@ -142,6 +142,10 @@ class Person(Base):
     )
     blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Assessors on duty receive urgent alerts; they switch it with /duty.
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The resident tapped "no more reminders" under an invitation: campaigns leave them out.
+    push_opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Submission(Base):
@@ -176,6 +180,12 @@ class Submission(Base):
     submitted_at: Mapped[datetime | None]
     withdrawn_at: Mapped[datetime | None]
     answer_count: Mapped[int] = mapped_column(default=0)
+    # Door-to-door answers (channel "visit"): the worker's label for the household and who answered.
+    household: Mapped[str] = mapped_column(String(64), default="")
+    respondent: Mapped[str] = mapped_column(String(32), default="")
+    # The household's own word on a proxy answer, from their phone: "" (not yet), "confirmed", "disputed".
+    confirmation: Mapped[str] = mapped_column(String(16), default="")
+    confirmed_at: Mapped[datetime | None]
 
     answers: Mapped[list[Answer]] = relationship(
         back_populates="submission", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
@@ -266,6 +276,13 @@ class Alert(Base):
     # queued → sent → acknowledged (or escalated); the grid-worker side moves it along.
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    # A person asked for escalation, or nobody acknowledged in time and the admins were told.
+    escalated_at: Mapped[datetime | None]
+    escalated_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    admins_notified_at: Mapped[datetime | None]
 
 
 # --- the assessors' console: accounts, review, risk register, levels, notifications ------------------
@@ -442,3 +459,104 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+
+# --- grid workers: invitations, grids, push campaigns, alert deliveries ------------------------------
+
+
+class Invite(Base):
+    """A one-time, expiring invitation that gives whoever opens it a staff role (and grids)."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Only a hash of the code: a copy of the database cannot be used to join as staff.
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    grid_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
+    used_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+
+
+class GridWorker(Base):
+    """A grid a grid worker looks after; they act only within these."""
+
+    __tablename__ = "grid_workers"
+
+    grid_id: Mapped[int] = mapped_column(ForeignKey("grids.id", ondelete="CASCADE"), primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CampaignStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class RecipientState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # the call may have been made; after a crash this becomes UNKNOWN, never resent
+    SENT = "sent"
+    BLOCKED = "blocked"  # 403: the person blocked the bot
+    FAILED = "failed"  # refused (400) or server errors after every retry
+    UNKNOWN = "unknown"  # interrupted mid-call: maybe delivered, so not sent again (at most once)
+
+
+class Campaign(Base):
+    """A persisted push: one message to each recipient, paced, resumable after a restart."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # "invite" or "reminder"
+    grid_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    only_unanswered: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.RUNNING, index=True)
+    total: Mapped[int] = mapped_column(default=0)
+    created_by: Mapped[str] = mapped_column(String(64), default="")
+    # The worker who started it from the bot: their links attribute the answers, their chat shows progress.
+    creator_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    status_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class CampaignRecipient(Base):
+    """One person of a campaign and how far their single message got."""
+
+    __tablename__ = "campaign_recipients"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "chat_id"),
+        Index("ix_campaign_recipients_campaign_state", "campaign_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"), index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16), default=RecipientState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str] = mapped_column(String(200), default="")
+    sent_at: Mapped[datetime | None]
+
+
+class AlertDelivery(Base):
+    """One copy of an urgent alert in one staff member's chat, so acknowledging can update every copy."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger)
+    audience: Mapped[str] = mapped_column(String(16))  # "grid", "assessor" or "admin"
+    status: Mapped[str] = mapped_column(String(16), default="sent")  # "sent", "blocked", "failed"
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
