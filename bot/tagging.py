@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 
@@ -45,11 +44,7 @@ class Tagger(Protocol):
 
 
 class NlpTagger:
-    """The nlp library's rules, redaction and default risk model; the model is loaded once, on first use."""
-
-    def __init__(self) -> None:
-        self._pipeline: Any = None
-        self._loading = threading.Lock()
+    """The nlp library's rules, redaction and default risk model (loaded or built once, on first use)."""
 
     def quick(self, text: str) -> QuickTags:
         from nlp.escalation import detect
@@ -59,18 +54,10 @@ class NlpTagger:
         return QuickTags(escalation.urgent, tuple(escalation.signals), redact(text).text)
 
     def classify(self, text: str) -> ModelTags:
-        with self._loading:
-            if self._pipeline is None:
-                from nlp.pipeline import default_pipeline
+        from nlp.pipeline import tag
 
-                self._pipeline = default_pipeline()
-        result = self._pipeline.tag(text)
-        return ModelTags(
-            tuple(result.categories),
-            dict(result.scores),
-            bool(result.uncertain),
-            str(getattr(self._pipeline, "name", "")),
-        )
+        result = tag(text)
+        return ModelTags(result.categories, result.scores, result.uncertain, "seed-risk-model")
 
 
 class BackgroundTagging:

@@ -1,0 +1,110 @@
+"""Grievances are tagged in the bot: urgent signals and redaction before the reply, the classifier after."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+
+from bot import texts
+from bot.engine import DialogEngine
+from bot.fakeapi import FakeTelegram
+from bot.simusers import SimUser
+from bot.tagging import ModelTags, NlpTagger
+from minyi.wiring import make_transport
+from storage.database import Database
+from storage.models import Alert, Answer, AnswerTag
+from tests.conftest import LINK_SECRET, Project, RunningBot, bot_settings, create_project
+
+
+async def to_reasons(user: SimUser, project: Project) -> None:
+    """Open the link and answer up to the free-text "reasons" question."""
+    await user.send(project.start())
+    await user.click("同意")
+    await user.click("附近居民")
+    await user.click("2")
+    await user.click("不支持")
+    assert "请说说您的理由" in user.last.text
+
+
+async def tag_of(db: Database, question: str) -> AnswerTag:
+    async with db.reading() as session:
+        answer = (await session.scalars(select(Answer).where(Answer.question_code == question))).one()
+        tag = await session.get(AnswerTag, answer.id)
+    assert tag is not None
+    return tag
+
+
+async def test_self_harm_gets_care_and_a_hotline_at_once_and_an_alert(running_bot: RunningBot) -> None:
+    project = await create_project(running_bot.db)
+    user = running_bot.fake.user()
+    await to_reasons(user, project)
+    care, question = await user.send("不给个说法我就不想活了", expect=2)
+    assert care.text == texts.CARE.format(line=texts.DEFAULT_CRISIS_LINE)
+    assert "施工期间担心什么" in question.text
+    tag = await tag_of(running_bot.db, "reasons")
+    assert tag.urgent and "self_harm" in tag.signals
+    async with running_bot.db.reading() as session:
+        alert = (await session.scalars(select(Alert))).one()
+    assert (
+        alert.status == "queued" and alert.grid_id == project.grid_ids["G01"] and "self_harm" in alert.signals
+    )
+
+
+async def test_a_conditional_threat_is_urgent_and_a_negated_one_is_not(running_bot: RunningBot) -> None:
+    project = await create_project(running_bot.db)
+    threat, calm = running_bot.fake.user(), running_bot.fake.user()
+    await to_reasons(threat, project)
+    await to_reasons(calm, project)
+    await threat.send("再不解决就去堵路")  # one message: no care message for a road block
+    await calm.send("我们不想上访，只想把补偿说清楚")
+    async with running_bot.db.reading() as session:
+        alerts = (await session.scalars(select(Alert))).all()
+    assert len(alerts) == 1 and "blocking" in alerts[0].signals
+
+
+async def test_the_classifier_tags_after_the_reply_and_text_is_redacted(running_bot: RunningBot) -> None:
+    project = await create_project(running_bot.db)
+    user = running_bot.fake.user()
+    await to_reasons(user, project)
+    await user.send("补偿太低了，安置房也没着落，我电话13912345678")
+    tag = await tag_of(running_bot.db, "reasons")
+    assert "13912345678" not in tag.redacted and "补偿太低了" in tag.redacted
+    assert not tag.urgent
+    engine: DialogEngine = running_bot.transport.engine  # type: ignore[attr-defined]
+    await engine.tagging.drain(seconds=120)
+    tag = await tag_of(running_bot.db, "reasons")
+    assert tag.tagged_at is not None and tag.categories is not None and "compensation" in tag.categories
+    assert tag.scores is not None and tag.scores["compensation"] > 0.5
+
+
+class BrokenModel(NlpTagger):
+    """The real rules, a model that fails: the resident must not notice."""
+
+    def classify(self, text: str) -> ModelTags:
+        raise RuntimeError("model file is corrupt")
+
+
+async def test_a_failing_model_neither_blocks_nor_loses_the_answer(fake: FakeTelegram, db: Database) -> None:
+    project = await create_project(db)
+    engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=BrokenModel())
+    transport = make_transport("aiogram", engine, bot_settings(fake, db))
+    task = asyncio.create_task(transport.run_polling())
+    try:
+        user = fake.user()
+        await to_reasons(user, project)
+        reply = await user.send("过渡费太少了")
+        assert "施工期间担心什么" in reply[-1].text
+        await engine.tagging.drain()
+        tag = await tag_of(db, "reasons")
+        assert tag.tagged_at is None and tag.categories is None
+    finally:
+        await transport.stop()
+        await task
+        await transport.close()
+    # The next start tags what was left untagged, with a working model.
+    recovered = DialogEngine(db, link_secret=LINK_SECRET)
+    assert await recovered.tagging.catch_up() == 1
+    await recovered.tagging.drain(seconds=120)
+    tag = await tag_of(db, "reasons")
+    assert tag.tagged_at is not None and tag.categories
