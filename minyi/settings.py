@@ -44,6 +44,11 @@ class Settings:
     # Told to a resident whose answer suggests they may harm themselves.
     crisis_line: str = texts.DEFAULT_CRISIS_LINE
     transport: str = field(default="aiogram")
+    # The web console: local time zone of dates shown and reported, minutes a session may sit idle, and
+    # whether cookies are marked Secure (set it when the console is served over https).
+    timezone: str = "Asia/Shanghai"
+    console_session_minutes: int = 30
+    console_secure_cookies: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +66,9 @@ class Settings:
             concurrency=_int("MINYI_CONCURRENCY", 64),
             crisis_line=env("MINYI_CRISIS_LINE", "").strip() or cls.crisis_line,
             transport=env("MINYI_TRANSPORT", "").strip() or "aiogram",
+            timezone=env("MINYI_TIMEZONE", "").strip() or "Asia/Shanghai",
+            console_session_minutes=_int("MINYI_SESSION_MINUTES", 30),
+            console_secure_cookies=env("MINYI_SECURE_COOKIES", "").strip().lower() in ("1", "true", "yes"),
         )
 
     @property

@@ -18,7 +18,11 @@ def register(subparsers: Any) -> None:
     commands.required = True
 
     train = commands.add_parser("train", help="train a classifier on a CSV or JSONL file and save it")
-    train.add_argument("--data", required=True, help="CSV (text,label | text,labels with ';') or JSONL")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="CSV (text,label | text,labels with ';') or JSONL")
+    source.add_argument(
+        "--from-db", action="store_true", help="seed corpus plus categories confirmed in the console"
+    )
     train.add_argument("--out", required=True, help="directory to write the model and metadata.json into")
     train.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     train.add_argument("--json", action="store_true", help="print the scores as JSON")
@@ -69,6 +73,10 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.folds < 2:
         raise CommandError("--folds must be at least 2")
+    if args.from_db:
+        from minyi.commands.retrain import from_db_command
+
+        return from_db_command(args)
     if not Path(args.data).is_file():
         raise CommandError(f"{args.data}: no such file")
     _progress(f"training on {args.data}")
