@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
-from typing import Any, TypeVar, Unpack
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,7 +82,7 @@ async def project_survey(session: AsyncSession, project: Project) -> ProjectSurv
     return ProjectSurvey(project, survey, tuple(versions))
 
 
-_Query = TypeVar("_Query", bound="Select[Unpack[tuple[Any, ...]]]")
+_Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
 
 
 def _scoped(query: _Query, scope: Scope) -> _Query:
@@ -499,7 +499,9 @@ async def overview(session: AsyncSession, project: Project, scope: Scope, zone: 
     from storage.models import utcnow
 
     survey = await project_survey(session, project)
-    items = await grievances(session, project.id, scope)
+    everything = await grievances(session, project.id, scope)
+    # Opinions count once a questionnaire is submitted; urgent words count as soon as they are written.
+    items = [g for g in everything if g.submission_status == SubmissionStatus.SUBMITTED]
     return Overview(
         survey=survey,
         participation=await participation(session, project.id, scope),
@@ -507,8 +509,8 @@ async def overview(session: AsyncSession, project: Project, scope: Scope, zone: 
         grievances=tuple(items),
         categories=tuple(categories(items)),
         alerts=await alert_counts(session, project.id, scope),
-        urgent=sum(1 for g in items if g.urgent),
-        urgent_pending=sum(1 for g in items if g.urgent and g.review_status == ReviewStatus.PENDING),
+        urgent=sum(1 for g in everything if g.urgent),
+        urgent_pending=sum(1 for g in everything if g.urgent and g.review_status == ReviewStatus.PENDING),
         per_day=tuple(await submitted_per_day(session, project.id, scope, zone)),
         computed_at=utcnow(),
     )
