@@ -50,6 +50,7 @@ _HTML_TAGS = frozenset(
 )  # fmt: skip
 _HTML_TOKEN = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)?([^<>]*)>|<|&(lt|gt|amp|quot|#\d+|#x[0-9A-Fa-f]+);")
 _MARKDOWN_RESERVED = set(">#+-=|{}.!()[]")
+_MARKDOWN_LINK = re.compile(r"!?\[((?:[^\]\\]|\\.)*)\]\((?:[^)\\]|\\.)*\)")
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _COMMAND = re.compile(r"[a-z0-9_]{1,32}")
 _PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)/?")
@@ -149,7 +150,7 @@ class _Webhook:
     last_error_message: str | None = None
 
 
-Handler = Callable[[dict[str, Any], "web.Request | None"], Awaitable[Any]]
+_Handler = Callable[[dict[str, Any], "web.Request | None"], Awaitable[Any]]
 
 
 class FakeTelegram:
@@ -209,7 +210,7 @@ class FakeTelegram:
         self._closing = False
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
-        self._methods: dict[str, tuple[str, Handler]] = {
+        self._methods: dict[str, tuple[str, _Handler]] = {
             name.lower(): (name, handler)
             for name, handler in {
                 "getMe": self._get_me,
@@ -331,13 +332,13 @@ class FakeTelegram:
     def block(self, user_id: int) -> None:
         """The resident blocks the bot: sends to them now fail with 403, and the bot gets my_chat_member."""
         self._blocked.add(user_id)
-        log = self._chats.get(user_id)
-        if log is not None:
+        resident = self._users.get(user_id)
+        if resident is not None:
             self._enqueue(
                 {
                     "my_chat_member": {
-                        "chat": log.chat,
-                        "from": self._users[user_id].user_dict if user_id in self._users else log.chat,
+                        "chat": resident.log.chat,
+                        "from": resident.user_dict,
                         "date": int(time.time()),
                         "old_chat_member": {"user": self.bot_user, "status": "member"},
                         "new_chat_member": {"user": self.bot_user, "status": "kicked", "until_date": 0},
@@ -362,7 +363,11 @@ class FakeTelegram:
         return self._enqueue(update)
 
     async def redeliver(self, update_id: int) -> None:
-        """Queue the update with ``update_id`` once more, unchanged, as Telegram does after a lost reply."""
+        """Queue the update with ``update_id`` once more, unchanged, as Telegram does after a lost reply.
+
+        It is delivered again even to a bot whose offset already passed it."""
+        if update_id not in self._archive:
+            raise KeyError(f"no update {update_id} was ever queued")
         self._add_entry(self._archive[update_id], fresh=True)
 
     def pending_updates(self) -> int:
@@ -431,7 +436,7 @@ class FakeTelegram:
     async def _call(
         self,
         method: str,
-        handler: Handler | None,
+        handler: _Handler | None,
         params: dict[str, Any],
         request: web.Request | None,
         token: str,
@@ -800,6 +805,7 @@ class FakeTelegram:
         if (caption, markup) == (message.caption, message.raw.get("reply_markup")):
             raise ApiError(400, _NOT_MODIFIED)
         message.caption, message.source, message.buttons = caption, str(params.get("caption") or ""), buttons
+        message.parse_mode = params.get("parse_mode") or None
         return self._edited(log, message, markup)
 
     async def _edit_message_reply_markup(self, params: dict[str, Any], request: web.Request | None) -> Any:
@@ -1037,7 +1043,8 @@ def _char_ref(entity: str) -> str:
 
 
 def _strip_markdown_v2(source: str) -> str:
-    """Drops formatting marks; an unescaped reserved character is refused, as Telegram does."""
+    """Drops formatting marks and link targets; an unescaped reserved character is refused, like Telegram."""
+    source = _MARKDOWN_LINK.sub(r"\1", source)
     out: list[str] = []
     escaped = False
     for index, char in enumerate(source):
