@@ -6,6 +6,7 @@ import asyncio
 import io
 import itertools
 import json
+import math
 import re
 import time
 from collections import deque
@@ -54,6 +55,8 @@ _MARKDOWN_LINK = re.compile(r"!?\[((?:[^\]\\]|\\.)*)\]\((?:[^)\\]|\\.)*\)")
 _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _COMMAND = re.compile(r"[a-z0-9_]{1,32}")
 _PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)/?")
+# What Telegram's flood control counts: new messages, not edits or callback answers.
+_SEND_METHODS = frozenset({"sendMessage", "sendPhoto"})
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _DEFAULT_DESCRIPTIONS = {
     400: "Bad Request",
@@ -119,6 +122,25 @@ class _FailRule:
     retry_after: int | None
     chat_id: int | None
     description: str
+
+
+class _Bucket:
+    """A token bucket holding one second's worth of sends (at least one)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+
+    def wait(self, now: float) -> float:
+        """Seconds until a send may pass; refills first."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        self.tokens -= 1
 
 
 @dataclass(eq=False, slots=True)
@@ -203,6 +225,9 @@ class FakeTelegram:
         self._webhook: _Webhook | None = None
         self._fail_rules: list[_FailRule] = []
         self._delays: dict[str, float] = {}
+        self._overall_bucket: _Bucket | None = None
+        self._chat_rate: float | None = None
+        self._chat_buckets: dict[Any, _Bucket] = {}
         self._blocked: set[int] = set()
         self._files: dict[str, bytes] = {}
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -357,6 +382,14 @@ class FakeTelegram:
         else:
             self._delays.pop(method.lower(), None)
 
+    def rate_limit(self, overall: float | None = 30.0, per_chat: float | None = None) -> None:
+        """Refuse sends beyond ``overall`` a second in all, or ``per_chat`` a second in one chat, with 429
+        and a retry_after, like Telegram's flood control. A second's worth may come as a burst.
+        ``rate_limit(None)`` turns it off. Off by default: most tests are about dialogs, not pace."""
+        self._overall_bucket = _Bucket(overall) if overall else None
+        self._chat_rate = per_chat
+        self._chat_buckets.clear()
+
     # -- updates ------------------------------------------------------------------------
 
     async def push_update(self, update: dict[str, Any]) -> int:
@@ -448,9 +481,23 @@ class FakeTelegram:
             if handler is None:
                 raise ApiError(404, "Not Found")
             self._injected_failure(method, params)
+            if method in _SEND_METHODS:
+                self._flood_control(params.get("chat_id"))
             return await handler(params, request)
         except ApiError as error:
             return error
+
+    def _flood_control(self, chat_id: Any) -> None:
+        buckets = [self._overall_bucket] if self._overall_bucket else []
+        if self._chat_rate:
+            buckets.append(self._chat_buckets.setdefault(chat_id, _Bucket(self._chat_rate)))
+        now = time.monotonic()
+        wait = max((bucket.wait(now) for bucket in buckets), default=0.0)
+        if wait > 0:
+            retry_after = max(1, math.ceil(wait))
+            raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+        for bucket in buckets:
+            bucket.take()
 
     def _injected_failure(self, method: str, params: Mapping[str, Any]) -> None:
         for rule in self._fail_rules:

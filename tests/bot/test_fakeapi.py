@@ -551,6 +551,27 @@ async def test_flood_limit_answers_429_with_retry_after_once(fake: FakeTelegram,
     assert [m.text for m in first.messages] == ["推送"]
 
 
+async def test_rate_limit_refuses_sends_beyond_the_pace(fake: FakeTelegram, client: Client) -> None:
+    resident, other = fake.user(), fake.user()
+    fake.rate_limit(overall=None, per_chat=0.25)  # one message per 4 s in each chat
+    await client.send(resident.chat_id, "第一条")
+    kind, _message = await failure(client, client.send(resident.chat_id, "第二条"))
+    assert kind in ("retry_after:4", "retry_after:3")
+    await client.send(other.chat_id, "别的聊天不受影响")
+    assert [m.text for m in resident.messages] == ["第一条"]
+
+    fake.rate_limit(overall=3)
+    passed = 0
+    for _ in range(10):
+        try:
+            await client.send(other.chat_id, "群发")
+        except Exception as error:
+            assert client.classify(error) == "retry_after:1"
+            break
+        passed += 1
+    assert 3 <= passed <= 4  # a burst of one second's worth, give or take a refill meanwhile
+
+
 async def test_blocked_user_gets_403_and_the_bot_hears_of_it(fake: FakeTelegram, client: Client) -> None:
     resident = fake.user()
     fake.block(resident.user_id)
