@@ -23,6 +23,8 @@ GRIEVANCES = (
     "希望评估的时候请第三方来，不要自己人评自己人。",
     "我们支持修路，就是补偿标准要公开透明，同样的房子不能补得不一样。",
     "祖坟在红线里，迁坟要有个说法，要按风俗来。",
+    "再不给个说法，我们几十户就一起去堵路！",
+    "村里已经在建群串联了，说每户出一个人去市里上访。",
 )
 SUGGESTIONS = (
     "多开几次居民座谈会，把方案讲清楚。",
@@ -51,6 +53,10 @@ def _buttons(message: BotMessage, action: str) -> list[tuple[str, str]]:
     return [(text, data) for row in message.buttons for text, data in row if _prefix(data) == action]
 
 
+# Generous: on a busy machine a reply can take seconds, and a simulated resident waits as a person would.
+PATIENCE = 30.0
+
+
 async def answer_survey(
     user: SimUser,
     start: str,
@@ -68,7 +74,7 @@ async def answer_survey(
     /back — the bot must take all of it in its stride.
     """
     outcome = Outcome(user.user_id)
-    message = (await user.send(start))[-1]
+    message = (await user.send(start, timeout=PATIENCE))[-1]
     answered_buttons: list[str] = []
     for step in range(max_steps):
         outcome.steps = step
@@ -91,6 +97,11 @@ async def answer_survey(
     return outcome
 
 
+async def answer_step(user: SimUser, rng: random.Random, message: BotMessage) -> BotMessage:
+    """One well-behaved step: answer whatever ``message`` asks; returns the bot's next message."""
+    return await _answer(user, rng, message, False, [])
+
+
 async def _answer(
     user: SimUser, rng: random.Random, message: BotMessage, decline: bool, answered: list[str]
 ) -> BotMessage:
@@ -101,35 +112,35 @@ async def _answer(
             if decline
             else (consent[1] if len(consent) == 3 and rng.random() < 0.1 else consent[0])
         )
-        return (await user.click(data=choice[1], message=message)).messages[-1]
+        return (await user.click(data=choice[1], message=message, timeout=PATIENCE)).messages[-1]
     summary = _buttons(message, cb.SUMMARY)
     if summary:
         submit = next(data for text, data in summary if data.endswith("submit"))
-        return (await user.click(data=submit, message=message)).messages[-1]
+        return (await user.click(data=submit, message=message, timeout=PATIENCE)).messages[-1]
     options = _buttons(message, cb.ANSWER)
     if options:
         _text, data = rng.choice(options)
         answered.append(data)
-        return (await user.click(data=data, message=message)).messages[-1]
+        return (await user.click(data=data, message=message, timeout=PATIENCE)).messages[-1]
     toggles = _buttons(message, cb.TOGGLE)
     if toggles:
         for _text, data in rng.sample(toggles, k=min(len(toggles), rng.randint(1, 2))):
-            await user.click(data=data, message=message, expect=0)
+            await user.click(data=data, message=message, expect=0, timeout=PATIENCE)
         done = _buttons(message, cb.DONE)[0][1]
-        return (await user.click(data=done, message=message)).messages[-1]
+        return (await user.click(data=done, message=message, timeout=PATIENCE)).messages[-1]
     phone = _buttons(message, cb.PHONE)
     if phone:
         yes = rng.random() < 0.3
         data = next(d for _t, d in phone if d.endswith("yes" if yes else "no"))
-        return (await user.click(data=data, message=message)).messages[-1]
+        return (await user.click(data=data, message=message, timeout=PATIENCE)).messages[-1]
     if "打字回复" in message.text:
         skip = _buttons(message, cb.SKIP)
         if skip and rng.random() < 0.3:
-            return (await user.click(data=skip[0][1], message=message)).messages[-1]
-        return (await user.send(rng.choice(GRIEVANCES + SUGGESTIONS)))[-1]
+            return (await user.click(data=skip[0][1], message=message, timeout=PATIENCE)).messages[-1]
+        return (await user.send(rng.choice(GRIEVANCES + SUGGESTIONS), timeout=PATIENCE))[-1]
     if texts.NUMBER_HINT in message.text:
-        return (await user.send(str(rng.randint(1, 6))))[-1]
-    return (await user.send(f"13{rng.randint(100000000, 999999999)}"))[-1]
+        return (await user.send(str(rng.randint(1, 6)), timeout=PATIENCE))[-1]
+    return (await user.send(f"13{rng.randint(100000000, 999999999)}", timeout=PATIENCE))[-1]
 
 
 async def _misbehave(
@@ -137,12 +148,12 @@ async def _misbehave(
 ) -> BotMessage:
     trick = rng.choice(("sticker", "text", "stale", "back", "empty"))
     if trick == "sticker":
-        return (await user.send_sticker())[-1]
+        return (await user.send_sticker(timeout=PATIENCE))[-1]
     if trick == "stale" and answered:
-        await user.click(data=rng.choice(answered), message=message, expect=0)
+        await user.click(data=rng.choice(answered), message=message, expect=0, timeout=PATIENCE)
         return message
     if trick == "back":
-        return (await user.send("/back"))[-1]
+        return (await user.send("/back", timeout=PATIENCE))[-1]
     if trick == "empty":
-        return (await user.send("   "))[-1]
-    return (await user.send("嗯嗯，我想想"))[-1]
+        return (await user.send("   ", timeout=PATIENCE))[-1]
+    return (await user.send("嗯嗯，我想想", timeout=PATIENCE))[-1]

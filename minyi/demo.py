@@ -8,14 +8,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
+
 from bot.autopilot import Outcome, answer_survey
 from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
 from bot.survey_file import parse_survey, survey_hash
+from minyi.processes import start_bot_process
 from minyi.settings import Settings
-from minyi.wiring import make_engine, make_transport, open_database
+from minyi.wiring import open_database
+from nlp.taxonomy import get as risk_code
 from storage import repository as repo
 from storage.migrate import upgrade
+from storage.models import Alert, AnswerTag
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "road-widening.yaml"
 PROJECT_CODE = "RW2026"
@@ -35,7 +40,12 @@ class DemoResult:
     outcomes: list[Outcome] = field(default_factory=list)
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     answers: int = 0
+    grievances: int = 0
+    classified: int = 0
+    urgent: int = 0
+    categories: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    startup_seconds: float = 0.0
 
 
 async def run_demo(
@@ -51,7 +61,6 @@ async def run_demo(
     source = EXAMPLE.read_text(encoding="utf-8")
     questionnaire = parse_survey(source, str(EXAMPLE))
     result = DemoResult(url, path)
-
     async with FakeTelegram(bot_username="minyi_demo_bot") as fake:
         settings = Settings(
             database_url=url,
@@ -73,8 +82,11 @@ async def run_demo(
                 content_hash=survey_hash(source),
             )
             grids = [await repo.upsert_grid(session, project.id, *g) for g in GRIDS]
-        bot = make_transport(transport, make_engine(settings, db), settings)
-        polling = asyncio.create_task(bot.run_polling())
+        # The bot runs in a process of its own, as in a deployment: it gets a core to itself, and it
+        # loads the risk model before it takes updates.
+        with open(folder / "demo-bot.log", "wb") as log:
+            bot = await start_bot_process(fake, settings, transport, log=log)
+        result.startup_seconds = time.monotonic() - started
         try:
             rng = random.Random(seed)
             jobs = []
@@ -91,17 +103,22 @@ async def run_demo(
                         start,
                         random.Random(rng.random()),
                         decline=i % 17 == 5,
-                        abandon_after=rng.randint(4, 10) if i % 8 == 3 else None,
+                        abandon_after=rng.randint(4, 10) if i % 7 == 3 else None,
                         misbehave=i % 6 == 1,
                         think=0.2,
                     )
                 )
             result.outcomes = list(await asyncio.gather(*jobs))
         finally:
-            await bot.stop()
-            await polling
-            await bot.close()
+            await bot.stop()  # it finishes classifying what was answered before it exits
         async with db.reading() as session:
+            tags = (await session.scalars(select(AnswerTag))).all()
+            result.grievances = len(tags)
+            result.classified = sum(1 for t in tags if t.tagged_at is not None)
+            result.urgent = len((await session.scalars(select(Alert))).all())
+            for tag in tags:
+                for code in tag.categories or []:
+                    result.categories[code] = result.categories.get(code, 0) + 1
             result.counts = await repo.count_by_status(session, project.id)
             result.answers = sum(len(r.answers) for r in await repo.submission_rows(session, project.id))
         await db.dispose()
@@ -116,7 +133,8 @@ def report(result: DemoResult) -> str:
     declined = sum(1 for o in result.outcomes if o.result == "declined")
     misbehaved = sum(o.misbehaved for o in result.outcomes)
     lines = [
-        f"{len(result.outcomes)} simulated residents talked to the bot in {result.seconds:.1f} s "
+        f"The bot started in {result.startup_seconds:.1f} s; then {len(result.outcomes)} simulated residents "
+        f"talked to it for {result.seconds - result.startup_seconds:.1f} s "
         f"({misbehaved} stickers, stale taps, stray texts and /back along the way).",
         "",
         "From the database:",
@@ -124,6 +142,8 @@ def report(result: DemoResult) -> str:
         f"  in progress  {by_status.get('in_progress', 0):>4}",
         f"  declined     {declined:>4}   (nothing personal kept)",
         f"  answers      {result.answers:>4}",
+        f"  grievances   {result.grievances:>4}   ({result.classified} classified by the model)",
+        f"  urgent       {result.urgent:>4}   (alerts queued for the grid workers)",
         "",
         "  grid   submitted  in progress",
     ]
@@ -131,6 +151,10 @@ def report(result: DemoResult) -> str:
         submitted = result.counts.get((code, "submitted"), 0)
         progress = result.counts.get((code, "in_progress"), 0)
         lines.append(f"  {code}    {submitted:>9}  {progress:>11}")
+    if result.categories:
+        lines += ["", "  risk categories the model suggests (a person confirms each):"]
+        for code, n in sorted(result.categories.items(), key=lambda item: -item[1])[:6]:
+            lines.append(f"    {risk_code(code).name:<12} {n:>3}")
     lines += [
         "",
         f"The data is in {result.database_path}. To look at it:",

@@ -14,6 +14,7 @@ from aiohttp import web
 from bot.engine import DialogEngine
 from bot.transports.base import Transport
 from minyi.settings import Settings
+from nlp.pipeline import warm_up
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ async def run_bot(
     engine = make_engine(settings, db)
     transport = make_transport(transport_name, engine, settings)
     try:
+        # Load the risk model before taking updates; built while residents talk it would slow every reply.
+        await asyncio.to_thread(warm_up)
         await engine.tagging.catch_up()  # grievances left unclassified by an earlier run
         if webhook:
             await _serve_webhook(settings, transport, stop)

@@ -1,0 +1,93 @@
+"""Starting `minyi run` as a child process against a Bot API server: for the demo, tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from bot.fakeapi import FakeTelegram
+from minyi.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTUP_SECONDS = 120.0  # importing the frameworks and loading the risk model on a busy machine
+
+
+class BotProcess:
+    """A bot in its own process, so it has a core of its own and can be killed like a real deployment."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def stop(self, seconds: float = 60.0) -> int:
+        """SIGTERM, then wait (the bot finishes classifying); SIGKILL if it does not exit in time."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), seconds)
+            except TimeoutError:
+                self.process.kill()
+        return await self.process.wait()
+
+    async def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MINYI_DATABASE_URL": settings.database_url,
+        "MINYI_BOT_TOKEN": settings.bot_token,
+        "MINYI_TELEGRAM_API_URL": settings.telegram_api_url,
+        "MINYI_BOT_USERNAME": settings.bot_username,
+        "MINYI_SECRET_KEY": settings.secret_key,
+    }
+
+
+async def start_bot_process(
+    fake: FakeTelegram,
+    settings: Settings,
+    transport: str,
+    *,
+    log: IO[bytes] | int = asyncio.subprocess.DEVNULL,
+) -> BotProcess:
+    """Start `minyi run` and return once it polls `fake` for updates."""
+    starts_before = len(fake.calls_of("deleteWebhook"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "minyi.cli",
+        "run",
+        "--transport",
+        transport,
+        cwd=ROOT,
+        env=environment(settings),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    deadline = time.monotonic() + STARTUP_SECONDS
+
+    async def wait(method: str, count: int) -> None:
+        # Counting this process's calls only: a long poll of an earlier, killed process may still complete.
+        while len(fake.calls_of(method)) <= count:
+            if process.returncode is not None:
+                raise RuntimeError(f"the bot exited during start-up with code {process.returncode}")
+            if time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the bot did not start within {STARTUP_SECONDS:.0f} s")
+            await asyncio.sleep(0.1)
+
+    await wait("deleteWebhook", starts_before)  # both transports clear any webhook before polling
+    await wait("getUpdates", len(fake.calls_of("getUpdates")))
+    return BotProcess(process)
