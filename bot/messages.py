@@ -48,7 +48,8 @@ class Reply:
 
     - ``send``: a new message (``text`` with optional ``buttons``);
     - ``edit``: replace the text and buttons of ``message_id``;
-    - ``answer_callback``: close the spinner of ``callback_id``, optionally with a toast ``text``.
+    - ``answer_callback``: close the spinner of ``callback_id``, optionally with a toast ``text``;
+    - ``photo``: a new message with the PNG ``image`` and ``text`` as its caption (at most 1024 characters).
     """
 
     action: str
@@ -57,6 +58,7 @@ class Reply:
     buttons: tuple[tuple[Button, ...], ...] = field(default_factory=tuple)
     message_id: int | None = None
     callback_id: str = ""
+    image: bytes = b""
 
     @staticmethod
     def send(chat_id: int, text: str, buttons: tuple[tuple[Button, ...], ...] = ()) -> Reply:
@@ -69,3 +71,9 @@ class Reply:
     @staticmethod
     def answer_callback(callback_id: str, text: str = "") -> Reply:
         return Reply("answer_callback", callback_id=callback_id, text=text)
+
+    @staticmethod
+    def photo(
+        chat_id: int, image: bytes, caption: str = "", buttons: tuple[tuple[Button, ...], ...] = ()
+    ) -> Reply:
+        return Reply("photo", chat_id=chat_id, text=caption, buttons=buttons, image=image)

@@ -15,11 +15,19 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    Update,
+)
+from aiohttp import ClientConnectorError
 
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
-from bot.transports.base import Failure, deliver_with_retries, handle_safely
+from bot.transports.base import Failure, SendFailed, deliver_with_retries, handle_safely, mark_blocked
 
 
 class AiogramTransport:
@@ -62,13 +70,31 @@ class AiogramTransport:
         await handle_safely(self.engine, incoming, self._deliver)
 
     async def _deliver(self, replies: Sequence[Reply]) -> None:
-        await deliver_with_retries(replies, self._send_one, _classify)
+        await deliver_with_retries(replies, self._send_one, _classify, self._blocked)
 
-    async def _send_one(self, reply: Reply) -> None:
+    async def _blocked(self, chat_id: int) -> None:
+        await mark_blocked(self.engine.db, chat_id)
+
+    async def send(self, reply: Reply) -> int | None:
+        try:
+            return await self._send_one(reply)
+        except Exception as error:
+            failure = _classify(error)
+            if failure is None:
+                raise
+            raise SendFailed(failure, str(error)) from error
+
+    async def _send_one(self, reply: Reply) -> int | None:
         markup = _markup(reply)
         if reply.action == "send":
-            await self.bot.send_message(reply.chat_id, reply.text, reply_markup=markup)
-        elif reply.action == "edit":
+            return (await self.bot.send_message(reply.chat_id, reply.text, reply_markup=markup)).message_id
+        if reply.action == "photo":
+            image = BufferedInputFile(reply.image, filename="minyi.png")
+            sent = await self.bot.send_photo(
+                reply.chat_id, image, caption=reply.text or None, reply_markup=markup
+            )
+            return sent.message_id
+        if reply.action == "edit":
             assert reply.message_id is not None
             try:
                 await self.bot.edit_message_text(
@@ -77,8 +103,9 @@ class AiogramTransport:
             except TelegramBadRequest as error:
                 if "not modified" not in str(error):  # a repeated edit is harmless
                     raise
-        else:
-            await self.bot.answer_callback_query(reply.callback_id, text=reply.text or None)
+            return None
+        await self.bot.answer_callback_query(reply.callback_id, text=reply.text or None)
+        return None
 
     async def run_polling(self) -> None:
         await self.bot.delete_webhook()
@@ -122,8 +149,11 @@ def _classify(error: Exception) -> Failure | None:
         return Failure(retry=True, delay=float(error.retry_after))
     if isinstance(error, TelegramForbiddenError):
         return Failure(retry=False, blocked=True)
-    if isinstance(error, TelegramServerError | TelegramNetworkError):
+    if isinstance(error, TelegramServerError):
         return Failure(retry=True)
+    if isinstance(error, TelegramNetworkError):
+        # Only a connection that was never made certainly carried nothing to Telegram.
+        return Failure(retry=True, ambiguous=not isinstance(error.__cause__, ClientConnectorError))
     if isinstance(error, TelegramBadRequest):
         return Failure(retry=False)
     return None

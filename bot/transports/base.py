@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot import texts
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
+from bot.outbound import Failure, SendFailed
+from storage import outreach
+from storage.database import Database
+
+__all__ = ["Failure", "SendFailed", "Transport", "deliver_with_retries", "handle_safely", "mark_blocked"]
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +40,25 @@ class Transport(Protocol):
 
     async def close(self) -> None: ...
 
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """How a transport classifies an exception from its framework when sending."""
-
-    retry: bool
-    delay: float = 0.0
-    blocked: bool = False  # 403: the user blocked the bot; never retry
+    async def send(self, reply: Reply) -> int | None:
+        """One Bot API call outside an update (campaigns, alerts); see bot.outbound.Outbound."""
 
 
 async def deliver_with_retries(
     replies: Sequence[Reply],
-    send_one: Callable[[Reply], Awaitable[None]],
+    send_one: Callable[[Reply], Awaitable[Any]],
     classify: Callable[[Exception], Failure | None],
+    on_blocked: Callable[[int], Awaitable[None]] | None = None,
 ) -> None:
-    """Send replies in order; retry flood waits and server errors, give up on blocked users."""
+    """Send replies in order; retry flood waits and server errors, give up on blocked users.
+
+    Replies may go to several chats (an alert acknowledged in one chat updates the copies in others):
+    a chat that blocked the bot gets nothing more, the others still get theirs.
+    """
+    blocked: set[int] = set()
     for reply in replies:
+        if reply.chat_id in blocked:
+            continue
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             try:
                 await send_one(reply)
@@ -63,7 +69,10 @@ async def deliver_with_retries(
                     raise
                 if failure.blocked:
                     log.info("chat %s blocked the bot; reply dropped", reply.chat_id)
-                    return
+                    blocked.add(reply.chat_id)
+                    if on_blocked is not None:
+                        await on_blocked(reply.chat_id)
+                    break
                 if not failure.retry or attempt == DELIVERY_ATTEMPTS or failure.delay > MAX_RETRY_AFTER:
                     log.warning("giving up on %s to chat %s: %s", reply.action, reply.chat_id, error)
                     break
@@ -86,3 +95,12 @@ async def handle_safely(
             await deliver(fallback)
         except Exception:
             log.exception("could not tell chat %s about the failure", incoming.chat_id)
+
+
+async def mark_blocked(db: Database, chat_id: int) -> None:
+    """Remember that a person blocked the bot (403), so pushes leave them out until they write again."""
+    try:
+        async with db.transaction() as session:
+            await outreach.mark_blocked(session, chat_id)
+    except Exception:  # never let bookkeeping break the delivery of other replies
+        log.exception("could not mark chat %s as blocked", chat_id)

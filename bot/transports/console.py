@@ -19,6 +19,7 @@ from storage.migrate import upgrade
 
 PREVIEW_USER = 1
 HELP = "（输入文字回答；输入方括号里的数字点按钮；/back 上一题；/quit 退出）"
+PHOTO = "［图片，{size} KB］"
 
 
 class ConsoleChat:
@@ -38,9 +39,11 @@ class ConsoleChat:
                 if reply.text:
                     self.write(f"  ⓘ {reply.text}")
                 continue
-            if reply.action == "send":
+            if reply.action in ("send", "photo"):
                 self.last_message = next(self.message_ids)
             self.write("")
+            if reply.action == "photo":
+                self.write(PHOTO.format(size=max(1, len(reply.image) // 1024)))
             self.write(reply.text)
             self.buttons = [b for row in reply.buttons for b in row]
             for number, button in enumerate(self.buttons, start=1):

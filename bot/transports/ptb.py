@@ -7,8 +7,9 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -20,7 +21,7 @@ from telegram.ext import (
 
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
-from bot.transports.base import Failure, deliver_with_retries, handle_safely
+from bot.transports.base import Failure, SendFailed, deliver_with_retries, handle_safely, mark_blocked
 
 _MEDIA = (
     "sticker",
@@ -92,14 +93,34 @@ class PTBTransport:
         await handle_safely(self.engine, incoming, self._deliver)
 
     async def _deliver(self, replies: Sequence[Reply]) -> None:
-        await deliver_with_retries(replies, self._send_one, _classify)
+        await deliver_with_retries(replies, self._send_one, _classify, self._blocked)
 
-    async def _send_one(self, reply: Reply) -> None:
+    async def _blocked(self, chat_id: int) -> None:
+        await mark_blocked(self.engine.db, chat_id)
+
+    async def send(self, reply: Reply) -> int | None:
+        if not self.app._initialized:  # sending without polling, as `minyi push` does
+            await self.app.initialize()
+        try:
+            return await self._send_one(reply)
+        except Exception as error:
+            failure = _classify(error)
+            if failure is None:
+                raise
+            raise SendFailed(failure, str(error)) from error
+
+    async def _send_one(self, reply: Reply) -> int | None:
         bot = self.app.bot
         markup = _markup(reply)
         if reply.action == "send":
-            await bot.send_message(reply.chat_id, reply.text, reply_markup=markup)
-        elif reply.action == "edit":
+            sent = await bot.send_message(reply.chat_id, reply.text, reply_markup=markup)
+            return int(sent.message_id)
+        if reply.action == "photo":
+            sent = await bot.send_photo(
+                reply.chat_id, reply.image, caption=reply.text or None, reply_markup=markup
+            )
+            return int(sent.message_id)
+        if reply.action == "edit":
             try:
                 await bot.edit_message_text(
                     reply.text, chat_id=reply.chat_id, message_id=reply.message_id, reply_markup=markup
@@ -107,8 +128,9 @@ class PTBTransport:
             except BadRequest as error:
                 if "not modified" not in str(error):  # a repeated edit is harmless
                     raise
-        else:
-            await bot.answer_callback_query(reply.callback_id, text=reply.text or None)
+            return None
+        await bot.answer_callback_query(reply.callback_id, text=reply.text or None)
+        return None
 
     async def run_polling(self) -> None:
         self._stopped.clear()
@@ -160,6 +182,13 @@ def _classify(error: Exception) -> Failure | None:
         return Failure(retry=False, blocked=True)
     if isinstance(error, BadRequest):
         return Failure(retry=False)
-    if isinstance(error, NetworkError):  # includes TimedOut and 5xx answers
-        return Failure(retry=True)
+    if isinstance(error, TimedOut):
+        # The request may have reached Telegram, unless it never left the connection pool.
+        never_sent = isinstance(error.__cause__, httpx.PoolTimeout | httpx.ConnectTimeout)
+        return Failure(retry=True, ambiguous=not never_sent)
+    if isinstance(error, NetworkError):
+        # A 5xx answer, or a failure in transit; only a connection never made certainly carried nothing.
+        cause = error.__cause__
+        in_transit = isinstance(cause, httpx.HTTPError) and not isinstance(cause, httpx.ConnectError)
+        return Failure(retry=True, ambiguous=in_transit)
     return None
