@@ -22,6 +22,14 @@ KEEP = "k"  # keep the answer already given (after /back or an edit):   k:<versi
 CONSENT = "c"  # consent to the notice:                                 c:<version>:agree|anon|decline
 SUMMARY = "m"  # on the summary:                                        m:<version>:submit|edit
 DELETE = "x"  # confirm erasing one's data:                             x:yes|no
+# Staff and outreach (bot/flows/router.py sends these to the right flow before the resident's dialog):
+ALERT = "al"  # acknowledge or escalate an urgent alert:                al:<alert>:ack|esc
+PUSH = "pu"  # start a push to the worker's grids:                      pu:<grid or 0>:unanswered|all|cancel
+GRID = "g"  # pick one of the worker's grids for a command:             g:qr|push|visit|progress:<grid or 0>
+RESPONDENT = "vr"  # who answers at the door:                           vr:<submission>:<code>
+CONFIRM_VISIT = "vc"  # the household confirms a proxy answer:          vc:<submission>:yes|no
+OPT_OUT = "po"  # no more reminders:                                    po
+STAFF_ACTIONS = frozenset({ALERT, PUSH, GRID, RESPONDENT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +53,8 @@ def decode(data: str) -> Callback | None:
     if not data or len(data.encode()) > CALLBACK_LIMIT:
         return None
     action, *parts = data.split(SEPARATOR)
-    if action not in {ANSWER, TOGGLE, DONE, SKIP, PHONE, EDIT, KEEP, CONSENT, SUMMARY, DELETE}:
+    resident_actions = {ANSWER, TOGGLE, DONE, SKIP, PHONE, EDIT, KEEP, CONSENT, SUMMARY, DELETE}
+    if action not in resident_actions | STAFF_ACTIONS | {CONFIRM_VISIT, OPT_OUT}:
         return None
     return Callback(action, tuple(parts))
 

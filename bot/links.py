@@ -65,3 +65,40 @@ def read_payload(secret: bytes, payload: str, *, today: date | None = None) -> L
 
 def deep_link(bot_username: str, payload: str) -> str:
     return f"https://t.me/{bot_username}?start={payload}"
+
+
+# A household confirms a door-to-door answer from its own phone: version 2, submission id, expiry days.
+_VISIT_FORMAT_VERSION = 2
+_VISIT_BODY = struct.Struct(">BIH")
+
+
+def make_visit_payload(secret: bytes, submission_id: int, expires: date) -> str:
+    body = _VISIT_BODY.pack(_VISIT_FORMAT_VERSION, submission_id, (expires - _EPOCH).days)
+    tag = hmac.new(secret, body, hashlib.sha256).digest()[:_TAG_BYTES]
+    return base64.urlsafe_b64encode(body + tag).decode().rstrip("=")
+
+
+def read_visit_payload(secret: bytes, payload: str, *, today: date | None = None) -> int:
+    """The submission a confirmation link names; LinkError when it is not one, tampered or expired."""
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    except (ValueError, TypeError) as error:
+        raise LinkError("malformed") from error
+    if len(raw) != _VISIT_BODY.size + _TAG_BYTES or raw[0] != _VISIT_FORMAT_VERSION:
+        raise LinkError("malformed")
+    body, tag = raw[: _VISIT_BODY.size], raw[_VISIT_BODY.size :]
+    if not hmac.compare_digest(tag, hmac.new(secret, body, hashlib.sha256).digest()[:_TAG_BYTES]):
+        raise LinkError("tampered")
+    _, submission_id, expiry_days = _VISIT_BODY.unpack(body)
+    if (today or datetime.now(UTC).date()) > _EPOCH + timedelta(days=expiry_days):
+        raise LinkError("expired")
+    return int(submission_id)
+
+
+def is_visit_payload(payload: str) -> bool:
+    """Cheap check before verifying: confirmation links and survey links differ in length and version."""
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    except (ValueError, TypeError):
+        return False
+    return len(raw) == _VISIT_BODY.size + _TAG_BYTES and raw[0] == _VISIT_FORMAT_VERSION
