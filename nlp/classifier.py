@@ -42,6 +42,14 @@ def char_text(text: str) -> str:
     return " ".join(normalize(text).split())
 
 
+def lead_text(text: str) -> str:
+    """The lead analyser's preprocessor: the opening characters, where titles and first sentences are."""
+    return char_text(text)[:LEAD_CHARS]
+
+
+LEAD_CHARS = 30
+
+
 @dataclass(frozen=True, slots=True)
 class ClassifierConfig:
     """Hyper-parameters of the pipeline; defaults are the configuration chosen by cross-validation."""
@@ -52,7 +60,9 @@ class ClassifierConfig:
     sublinear_tf: bool = True
     c: float = 1.0
     class_weight: str | None = "balanced"
-    calibration_folds: int = 3
+    # Character n-grams of the opening (a title or first sentence carries the gist), and their weight.
+    lead_chars: int = 30
+    lead_weight: float = 0.5
     # Multi-label: a text is marked for review when its best score is this close to that label's threshold.
     review_margin: float = 0.15
     # Multi-class: a text is marked for review when its top probability is below this.
@@ -66,7 +76,8 @@ class ClassifierConfig:
             "sublinear_tf": self.sublinear_tf,
             "c": self.c,
             "class_weight": self.class_weight,
-            "calibration_folds": self.calibration_folds,
+            "lead_chars": self.lead_chars,
+            "lead_weight": self.lead_weight,
             "review_margin": self.review_margin,
             "min_confidence": self.min_confidence,
         }
@@ -110,43 +121,68 @@ def _features(config: ClassifierConfig) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 
+    if config.lead_chars != LEAD_CHARS:
+        raise ValueError(f"lead_chars is fixed at {LEAD_CHARS} (a module-level preprocessor must pickle)")
+    common: dict[str, Any] = {
+        "lowercase": False,
+        "sublinear_tf": config.sublinear_tf,
+        "dtype": np.float32,
+        "min_df": config.min_df,
+    }
     words = TfidfVectorizer(
-        tokenizer=word_tokens,
-        token_pattern=None,
-        lowercase=False,
-        ngram_range=config.word_ngrams,
-        min_df=config.min_df,
-        sublinear_tf=config.sublinear_tf,
-        dtype=np.float32,
+        tokenizer=word_tokens, token_pattern=None, ngram_range=config.word_ngrams, **common
     )
-    chars = TfidfVectorizer(
-        analyzer="char",
-        preprocessor=char_text,
-        lowercase=False,
-        ngram_range=config.char_ngrams,
-        min_df=config.min_df,
-        sublinear_tf=config.sublinear_tf,
-        dtype=np.float32,
-    )
-    return FeatureUnion([("words", words), ("chars", chars)])
-
-
-def _calibrated_svm(config: ClassifierConfig) -> Any:
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.svm import LinearSVC
-
-    svm = LinearSVC(C=config.c, class_weight=config.class_weight, random_state=0)
-    # Sigmoid (Platt) calibration: isotonic needs more positives per label than the seed corpus has.
-    return CalibratedClassifierCV(svm, method="sigmoid", cv=config.calibration_folds)
+    chars = TfidfVectorizer(analyzer="char", preprocessor=char_text, ngram_range=config.char_ngrams, **common)
+    parts: list[tuple[str, Any]] = [("words", words), ("chars", chars)]
+    weights = {"words": 1.0, "chars": 1.0}
+    if config.lead_weight > 0:
+        lead = TfidfVectorizer(
+            analyzer="char", preprocessor=lead_text, ngram_range=config.char_ngrams, **common
+        )
+        parts.append(("lead", lead))
+        weights["lead"] = config.lead_weight
+    return FeatureUnion(parts, transformer_weights=weights)
 
 
 def build_pipeline(config: ClassifierConfig, multilabel: bool) -> Any:
-    """The unfitted scikit-learn Pipeline: features, then a calibrated linear SVM (one per label if multi)."""
+    """The unfitted scikit-learn Pipeline: TF-IDF features, then linear SVMs (one per label if multi-label).
+
+    Scores are calibrated afterwards by a Platt sigmoid per label fitted on out-of-fold decision values,
+    which costs nothing beyond the cross-validation that chooses the thresholds anyway (nesting
+    CalibratedClassifierCV inside it made training ten times slower for the same scores)."""
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import Pipeline
+    from sklearn.svm import LinearSVC
 
-    model = OneVsRestClassifier(_calibrated_svm(config)) if multilabel else _calibrated_svm(config)
+    svm = LinearSVC(C=config.c, class_weight=config.class_weight, random_state=0)
+    model = OneVsRestClassifier(svm) if multilabel else svm
     return Pipeline([("features", _features(config)), ("model", model)])
+
+
+def _decisions(pipeline: Any, texts: Sequence[str], n_labels: int) -> np.ndarray:
+    values = np.asarray(pipeline.decision_function(list(texts)), dtype=float)
+    if values.ndim == 1:
+        # Two classes: scikit-learn returns one column, the second class's margin.
+        values = np.column_stack([-values, values]) if n_labels == 2 else values[:, None]
+    return values
+
+
+def fit_platt(decisions: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column sigmoid parameters (slope, offset) mapping SVM margins to probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    slopes, offsets = np.ones(decisions.shape[1]), np.zeros(decisions.shape[1])
+    for j in range(decisions.shape[1]):
+        target = truth[:, j].astype(int)
+        if 0 < target.sum() < len(target):
+            fitted = LogisticRegression(C=100.0).fit(decisions[:, j : j + 1], target)
+            slopes[j], offsets[j] = float(fitted.coef_[0, 0]), float(fitted.intercept_[0])
+    return slopes, offsets
+
+
+def _sigmoid(values: np.ndarray, slopes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(values * slopes + offsets, -50, 50)))
+    return result
 
 
 class TextClassifier:
@@ -159,19 +195,20 @@ class TextClassifier:
         multilabel: bool,
         thresholds: dict[str, float],
         config: ClassifierConfig,
+        platt: tuple[np.ndarray, np.ndarray],
     ) -> None:
         self.pipeline = pipeline
         self.labels = tuple(labels)
         self.multilabel = multilabel
         self.thresholds = dict(thresholds)
         self.config = config
+        self.platt = platt
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated scores, one row per text, one column per label (in self.labels order)."""
         if not texts:
             return np.zeros((0, len(self.labels)))
-        proba: np.ndarray = np.asarray(self.pipeline.predict_proba(list(texts)), dtype=float)
-        return proba
+        return calibrated(_decisions(self.pipeline, texts, len(self.labels)), self.platt, self.multilabel)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         matrix = self.scores(texts)
@@ -195,6 +232,14 @@ class TextClassifier:
             chosen = (self.labels[best],)
             uncertain = float(row[best]) < self.config.min_confidence
         return Prediction(chosen, scores, uncertain)
+
+
+def calibrated(decisions: np.ndarray, platt: tuple[np.ndarray, np.ndarray], multilabel: bool) -> np.ndarray:
+    """Margins → probabilities; for single-label data the per-class sigmoids are normalised to sum to 1."""
+    scores = _sigmoid(decisions, *platt)
+    if not multilabel:
+        scores = scores / np.maximum(scores.sum(axis=1, keepdims=True), 1e-12)
+    return scores
 
 
 def _choose_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
@@ -261,7 +306,9 @@ def fit_multilabel(
         _say(progress, f"cross-validation fold {number}/{folds}")
         pipe = build_pipeline(config, multilabel=True)
         pipe.fit([x[i] for i in train], y[train])
-        out_of_fold[test] = pipe.predict_proba([x[i] for i in test])
+        out_of_fold[test] = _decisions(pipe, [x[i] for i in test], len(known))
+    platt = fit_platt(out_of_fold, y)
+    out_of_fold = calibrated(out_of_fold, platt, multilabel=True)
     thresholds = {lab: _choose_threshold(y[:, j] == 1, out_of_fold[:, j]) for j, lab in enumerate(known)}
     cut = np.array([thresholds[lab] for lab in known])
     predicted = (out_of_fold >= cut).astype(int)
@@ -279,7 +326,7 @@ def fit_multilabel(
     pipe = build_pipeline(config, multilabel=True)
     pipe.fit(x, y)
     report.seconds = time.perf_counter() - started
-    return TextClassifier(pipe, known, True, thresholds, config), report
+    return TextClassifier(pipe, known, True, thresholds, config, platt), report
 
 
 def fit_multiclass(
@@ -302,16 +349,18 @@ def fit_multiclass(
     if counts.min() < folds:
         rare = ", ".join(str(c) for c, n in zip(classes, counts, strict=True) if n < folds)
         raise ValueError(f"too few examples (< {folds}) for: {rare}")
-    predicted = np.empty(len(y), dtype=object)
+    decisions = np.zeros((len(y), len(classes)), dtype=float)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     for number, (train, test) in enumerate(splitter.split(x, y), start=1):
         _say(progress, f"cross-validation fold {number}/{folds}")
         pipe = build_pipeline(config, multilabel=False)
         pipe.fit([x[i] for i in train], y[train])
-        predicted[test] = pipe.predict([x[i] for i in test])
-    predicted = predicted.astype(y.dtype)
+        decisions[test] = _decisions(pipe, [x[i] for i in test], len(classes))
+    truth = np.array([[v == c for c in classes] for v in y], dtype=int)
+    platt = fit_platt(decisions, truth)
+    predicted = classes[np.argmax(calibrated(decisions, platt, multilabel=False), axis=1)]
     label_list = [str(c) for c in classes]
-    onehot_true = np.array([[v == c for c in classes] for v in y], dtype=int)
+    onehot_true = truth
     onehot_pred = np.array([[v == c for c in classes] for v in predicted], dtype=int)
     report = CVReport(
         folds=folds,
@@ -327,4 +376,4 @@ def fit_multiclass(
     pipe.fit(x, y)
     report.seconds = time.perf_counter() - started
     fitted_labels = [str(c) for c in pipe.classes_]
-    return TextClassifier(pipe, fitted_labels, False, {}, config), report
+    return TextClassifier(pipe, fitted_labels, False, {}, config, platt), report
