@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -14,57 +11,18 @@ from sqlalchemy import select
 
 from bot import texts
 from bot.fakeapi import FakeTelegram
+from minyi.processes import BotProcess, start_bot_process
 from storage.database import Database
 from storage.models import Answer
-from tests.conftest import LINK_SECRET, ROOT, create_project
-
-STARTUP_TIMEOUT = 60.0
-
-
-async def start_process(fake: FakeTelegram, database_url: str, transport: str) -> asyncio.subprocess.Process:
-    env = {
-        **os.environ,
-        "MINYI_DATABASE_URL": database_url,
-        "MINYI_BOT_TOKEN": fake.token,
-        "MINYI_TELEGRAM_API_URL": fake.url,
-        "MINYI_SECRET_KEY": LINK_SECRET.hex(),
-    }
-    starts_before = len(fake.calls_of("deleteWebhook"))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "minyi.cli",
-        "run",
-        "--transport",
-        transport,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-
-    async def wait(method: str, count: int) -> None:
-        # Counting calls of this process only: a long poll of a killed one may still complete.
-        while len(fake.calls_of(method)) <= count:
-            if process.returncode is not None or time.monotonic() > deadline:
-                stderr = await process.stderr.read() if process.stderr else b""
-                raise AssertionError(f"bot did not start: {stderr.decode()[-2000:]}")
-            await asyncio.sleep(0.1)
-
-    await wait("deleteWebhook", starts_before)  # both transports clear any webhook before polling
-    await wait("getUpdates", len(fake.calls_of("getUpdates")))
-    return process
+from tests.conftest import bot_settings, create_project
 
 
 @pytest.fixture
-async def processes() -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    started: list[asyncio.subprocess.Process] = []
+async def processes() -> AsyncIterator[list[BotProcess]]:
+    started: list[BotProcess] = []
     yield started
     for process in started:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+        await process.kill()
 
 
 async def answers(db: Database) -> list[tuple[str, object, int]]:
@@ -75,14 +33,11 @@ async def answers(db: Database) -> list[tuple[str, object, int]]:
 
 @pytest.mark.parametrize("transport", ["aiogram", "ptb"])
 async def test_killed_between_commit_and_reply_the_resident_continues(
-    transport: str,
-    fake: FakeTelegram,
-    db: Database,
-    database_url: str,
-    processes: list[asyncio.subprocess.Process],
+    transport: str, fake: FakeTelegram, db: Database, processes: list[BotProcess]
 ) -> None:
     project = await create_project(db)
-    processes.append(await start_process(fake, database_url, transport))
+    settings = bot_settings(fake, db)
+    processes.append(await start_bot_process(fake, settings, transport))
     user = fake.user()
     await user.send(project.start())
     await user.click("同意")
@@ -95,11 +50,10 @@ async def test_killed_between_commit_and_reply_the_resident_continues(
     while [code for code, *_ in await answers(db)] != ["relation", "compensation"]:
         assert time.monotonic() < deadline, await answers(db)
         await asyncio.sleep(0.05)
-    processes[0].send_signal(signal.SIGKILL)
-    await processes[0].wait()
+    await processes[0].kill()
     fake.set_delay("sendMessage", 0.0)
 
-    processes.append(await start_process(fake, database_url, transport))
+    processes.append(await start_bot_process(fake, settings, transport))
     # The unconfirmed update comes again; it was handled, so it changes nothing.
     welcome = (await user.send("/start"))[-1]
     assert texts.WELCOME_BACK in welcome.text and "工程有必要吗" in welcome.text
