@@ -21,6 +21,19 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, not {raw!r}") from error
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from error
+    if value <= 0:
+        raise ValueError(f"{name} must be more than 0, not {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     # Where everything is stored: SQLite in a file by default, PostgreSQL in production
@@ -43,6 +56,14 @@ class Settings:
     concurrency: int = 64
     # Told to a resident whose answer suggests they may harm themselves.
     crisis_line: str = texts.DEFAULT_CRISIS_LINE
+    # Pushes, reminders and notices: messages per second overall (Telegram allows about 30), and the
+    # local hours in which they wait ("21:00-08:00"; "off" for none), read in `timezone`.
+    push_rate: float = 25.0
+    quiet_hours: str = "21:00-08:00"
+    # Residents silent this many days in an unfinished survey get one reminder (0: never).
+    remind_after_days: int = 3
+    # An urgent alert nobody acknowledged goes to the admins after this many minutes.
+    alert_escalate_minutes: int = 30
     transport: str = field(default="aiogram")
     # The web console: local time zone of dates shown and reported, minutes a session may sit idle, and
     # whether cookies are marked Secure (set it when the console is served over https).
@@ -65,6 +86,10 @@ class Settings:
             webhook_port=_int("MINYI_WEBHOOK_PORT", 8443),
             concurrency=_int("MINYI_CONCURRENCY", 64),
             crisis_line=env("MINYI_CRISIS_LINE", "").strip() or cls.crisis_line,
+            push_rate=_float("MINYI_PUSH_RATE", 25.0),
+            quiet_hours=env("MINYI_QUIET_HOURS", "21:00-08:00").strip(),
+            remind_after_days=_int("MINYI_REMIND_AFTER_DAYS", 3),
+            alert_escalate_minutes=_int("MINYI_ALERT_ESCALATE_MINUTES", 30),
             transport=env("MINYI_TRANSPORT", "").strip() or "aiogram",
             timezone=env("MINYI_TIMEZONE", "").strip() or "Asia/Shanghai",
             console_session_minutes=_int("MINYI_SESSION_MINUTES", 30),
