@@ -227,7 +227,10 @@ def stale(t: Turn, note: str = texts.STALE_BUTTON) -> list[Reply]:
 
 
 def closing(t: Turn, replies: list[Reply], toast: str = "") -> list[Reply]:
-    """Every button tap ends with exactly one answer to the callback, after everything else was sent."""
+    """Every button tap ends with exactly one answer to the callback, after everything else was sent;
+    the same step reached by typing needs none."""
+    if t.incoming.kind is not Kind.CALLBACK:
+        return replies
     return [*replies, Reply.answer_callback(t.incoming.callback_id, toast)]
 
 
@@ -431,7 +434,7 @@ async def on_phone_consent(
         else []
     )
     reply = [*replies, await ask_current(t, submission)]
-    return closing(t, reply) if tapped else reply
+    return closing(t, reply)
 
 
 # --- typed answers -----------------------------------------------------------------------------------
@@ -488,8 +491,7 @@ async def typed_consent(t: Turn, person: Person, submission: Submission) -> list
     if not choice:
         note = texts.REASK_MEDIA if t.incoming.kind is not Kind.TEXT else texts.CONSENT_REASK
         return [await ask_current(t, submission, note=note)]
-    replies = await on_consent(t, person, submission, q, choice)
-    return [r for r in replies if r.action != "answer_callback" and r.action != "edit"]
+    return await on_consent(t, person, submission, q, choice)
 
 
 async def typed_answer(
@@ -661,7 +663,7 @@ async def submit(
     if missing is not None:  # only reachable if skip logic changed what applies; ask what is missing
         _go_to(submission, missing, answers)
         reply = await ask_current(t, submission)
-        return closing(t, [reply]) if tapped else [reply]
+        return closing(t, [reply])
     asked = {x.id for x in q.applicable(answers, submission.anonymous)}
     # Answers to questions that no longer apply (after a change of an earlier answer) are not submitted.
     await repo.delete_answers(t.session, submission.id, [code for code in answers if code not in asked])
