@@ -74,9 +74,7 @@ class AlertSender:
 
     async def _admin_round(self) -> None:
         async with self.db.reading() as session:
-            due = await alerting.due_for_admins(
-                session, unacknowledged_for=self.settings.alert_admins_after
-            )
+            due = await alerting.due_for_admins(session, unacknowledged_for=self.settings.alert_admins_after)
             if not due:
                 return
             admins = await alerting.admins(session)

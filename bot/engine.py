@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot import texts
-from bot.flows import resident
+from bot.flows import router
 from bot.flows.turn import Turn
 from bot.messages import Incoming, Kind, Reply
+from bot.push import PushSettings
 from bot.questionnaire import Questionnaire
 from bot.survey_file import parse_survey
 from bot.tagging import BackgroundTagging, NlpTagger, Tagger
@@ -63,8 +64,11 @@ class DialogEngine:
         link_secret: bytes | None = None,
         tagger: Tagger | None = None,
         crisis_line: str = texts.DEFAULT_CRISIS_LINE,
+        push: PushSettings | None = None,
     ) -> None:
         self.db = db
+        # Quiet hours and the local time zone, which staff messages show; pacing is bot.dispatch's.
+        self.push = push or PushSettings()
         self.bot_username = bot_username
         self.crisis_line = crisis_line
         self.locks = UserLocks()
@@ -96,7 +100,7 @@ class DialogEngine:
                     if not await repo.claim_update(session, incoming.update_id):
                         return []  # delivered before: it changed what it had to change then
                     turn = Turn(session, incoming, self)
-                    replies = await resident.handle(turn)
+                    replies = await router.handle(turn)  # staff flows by role, else the resident's
                 for action in turn.after_commit:
                     action()
                 return replies

@@ -63,7 +63,7 @@ class QuietHours:
 
     @classmethod
     def parse(cls, spec: str, zone: str) -> QuietHours:
-        """"21:00-08:00" (wrapping midnight is fine); "" or "off" for no quiet hours."""
+        """ "21:00-08:00" (wrapping midnight is fine); "" or "off" for no quiet hours."""
         try:
             tz = ZoneInfo(zone)
         except (KeyError, ValueError) as error:
@@ -392,4 +392,3 @@ class CampaignRun:
         else:
             await self.courier.deliver(Reply.edit(campaign.status_chat_id, self._status_message, text))
         self._status_shown = text
-

@@ -7,11 +7,14 @@ import contextlib
 import logging
 import secrets
 import signal
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from bot.dispatch import Dispatch
 from bot.engine import DialogEngine
+from bot.push import PushSettings, QuietHours
 from bot.transports.base import Transport
 from minyi.settings import Settings
 from nlp.pipeline import warm_up
@@ -25,12 +28,24 @@ def open_database(settings: Settings) -> Database:
     return Database(settings.database_url, pool_size=max(5, settings.concurrency // 4))
 
 
+def push_settings(settings: Settings) -> PushSettings:
+    """Pacing, quiet hours and schedules of what the bot sends on its own; ValueError on a bad value."""
+    days = settings.remind_after_days
+    return PushSettings(
+        rate=settings.push_rate,
+        quiet=QuietHours.parse(settings.quiet_hours, settings.timezone),
+        remind_after=timedelta(days=days) if days > 0 else None,
+        alert_admins_after=timedelta(minutes=max(1, settings.alert_escalate_minutes)),
+    )
+
+
 def make_engine(settings: Settings, db: Database) -> DialogEngine:
     return DialogEngine(
         db,
         bot_username=settings.bot_username,
         link_secret=settings.link_secret,
         crisis_line=settings.crisis_line,
+        push=push_settings(settings),
     )
 
 
@@ -51,7 +66,12 @@ def make_transport(name: str, engine: DialogEngine, settings: Settings) -> Trans
 
 
 async def run_bot(
-    settings: Settings, transport_name: str, *, webhook: bool = False, stop: asyncio.Event | None = None
+    settings: Settings,
+    transport_name: str,
+    *,
+    webhook: bool = False,
+    stop: asyncio.Event | None = None,
+    register_webhook: bool = True,
 ) -> None:
     """Run until SIGINT/SIGTERM (or `stop` is set): long polling by default, or a webhook server."""
     stop = stop or asyncio.Event()
@@ -62,12 +82,16 @@ async def run_bot(
     db = open_database(settings)
     engine = make_engine(settings, db)
     transport = make_transport(transport_name, engine, settings)
+    # Alerts, pushes, reminders and notices go out through the same transport, paced on their own.
+    dispatch = Dispatch(db, transport, engine.push)
+    outreach: asyncio.Task[None] | None = None
     try:
         # Load the risk model before taking updates; built while residents talk it would slow every reply.
         await asyncio.to_thread(warm_up)
         await engine.tagging.catch_up()  # grievances left unclassified by an earlier run
+        outreach = asyncio.create_task(dispatch.run())
         if webhook:
-            await _serve_webhook(settings, transport, stop)
+            await _serve_webhook(settings, transport, stop, register=register_webhook)
         else:
             polling = asyncio.create_task(transport.run_polling())
             stopping = asyncio.create_task(stop.wait())
@@ -76,12 +100,17 @@ async def run_bot(
             await polling
             stopping.cancel()
     finally:
+        if outreach is not None:
+            dispatch.stop()  # calls in progress finish; whoever was not called yet stays queued
+            await outreach
         await transport.close()
         await engine.tagging.drain()
         await db.dispose()
 
 
-async def _serve_webhook(settings: Settings, transport: Transport, stop: asyncio.Event) -> None:
+async def _serve_webhook(
+    settings: Settings, transport: Transport, stop: asyncio.Event, *, register: bool = True
+) -> None:
     secret = settings.webhook_secret or secrets.token_urlsafe(32)
 
     async def receive(request: web.Request) -> web.Response:
@@ -97,10 +126,11 @@ async def _serve_webhook(settings: Settings, transport: Transport, stop: asyncio
     app.router.add_post("/telegram", receive)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    # reuse_port: several worker processes (`minyi run --workers N`) listen on one port.
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port, reuse_port=True)
     await site.start()
     url = settings.webhook_url or f"http://{settings.webhook_host}:{settings.webhook_port}/telegram"
-    await transport.start_webhook(url, secret)
+    await transport.start_webhook(url, secret, register=register)
     log.info(
         "webhook listening on %s:%s, registered as %s", settings.webhook_host, settings.webhook_port, url
     )

@@ -435,7 +435,7 @@ async def claim_notices(session: AsyncSession, limit: int) -> list[ClaimedNotice
 
 
 async def record_notice(session: AsyncSession, notice_id: int, state: str) -> None:
-    """"pending" puts a notice back in the queue (no call was made); anything else is final."""
+    """ "pending" puts a notice back in the queue (no call was made); anything else is final."""
     status = "queued" if state == RecipientState.PENDING else state
     await session.execute(
         update(Notification)

@@ -119,6 +119,10 @@ async def grids_of_worker(session: AsyncSession, person_id: int) -> list[Grid]:
     return list((await session.scalars(query)).all())
 
 
+async def all_grids(session: AsyncSession) -> list[Grid]:
+    return list((await session.scalars(select(Grid).order_by(Grid.project_id, Grid.code))).all())
+
+
 async def workers_of_grid(session: AsyncSession, grid_id: int) -> list[Person]:
     query = (
         select(Person)

@@ -59,6 +59,13 @@ class PTBTransport:
         self.app.add_handler(MessageHandler(filters.ALL, self._on_message))
         self.app.add_handler(CallbackQueryHandler(self._on_callback))
         self._stopped = asyncio.Event()
+        # Polling and background sending may both be first to need the client; it is set up once.
+        self._initializing = asyncio.Lock()
+
+    async def _initialize(self) -> None:
+        async with self._initializing:
+            if not self.app._initialized:
+                await self.app.initialize()
 
     async def _on_message(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -99,8 +106,7 @@ class PTBTransport:
         await mark_blocked(self.engine.db, chat_id)
 
     async def send(self, reply: Reply) -> int | None:
-        if not self.app._initialized:  # sending without polling, as `minyi push` does
-            await self.app.initialize()
+        await self._initialize()  # `minyi push` sends without ever polling
         try:
             return await self._send_one(reply)
         except Exception as error:
@@ -134,7 +140,7 @@ class PTBTransport:
 
     async def run_polling(self) -> None:
         self._stopped.clear()
-        await self.app.initialize()
+        await self._initialize()
         await self.app.bot.delete_webhook()
         await self.app.start()
         assert self.app.updater is not None
@@ -151,11 +157,12 @@ class PTBTransport:
     async def stop(self) -> None:
         self._stopped.set()
 
-    async def start_webhook(self, url: str, secret: str) -> None:
-        await self.app.initialize()
-        await self.app.bot.set_webhook(
-            url, secret_token=secret, allowed_updates=["message", "callback_query"], max_connections=40
-        )
+    async def start_webhook(self, url: str, secret: str, *, register: bool = True) -> None:
+        await self._initialize()
+        if register:
+            await self.app.bot.set_webhook(
+                url, secret_token=secret, allowed_updates=["message", "callback_query"], max_connections=40
+            )
 
     async def feed(self, update: dict[str, Any]) -> None:
         await self.app.process_update(Update.de_json(update, self.app.bot))

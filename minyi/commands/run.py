@@ -8,7 +8,8 @@ from typing import Any
 
 from minyi.commands import CommandError
 from minyi.commands.common import database, run, settings
-from minyi.wiring import TRANSPORTS, run_bot
+from minyi.wiring import TRANSPORTS, push_settings, run_bot
+from minyi.workers import serve_workers
 
 
 def register(subparsers: Any) -> None:
@@ -24,6 +25,14 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="receive updates on MINYI_WEBHOOK_HOST:PORT/telegram instead of long polling",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="webhook mode: this many bot processes share the port and the database (default 1)",
+    )
+    # Set by `--workers` for each process it starts; worker 0 registers the webhook.
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     parser.set_defaults(func=run_command)
 
 
@@ -34,12 +43,25 @@ def run_command(args: argparse.Namespace) -> int:
     transport = args.transport or config.transport
     if transport not in TRANSPORTS:
         raise CommandError(f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}")
+    try:
+        push_settings(config)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    if args.workers < 1:
+        raise CommandError("--workers must be at least 1")
+    if args.workers > 1:
+        if not args.webhook:
+            raise CommandError("--workers needs --webhook: Telegram hands long-polled updates to one process")
+        return serve_workers(transport, args.workers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Both frameworks log every update or request at INFO: measurable CPU under load, and noise.
+    for chatty in ("aiogram.event", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     async def check_then_run() -> None:
         async with database(config):
             pass  # refuses to start on a database that was not upgraded
-        await run_bot(config, transport, webhook=args.webhook)
+        await run_bot(config, transport, webhook=args.webhook, register_webhook=args.worker_index == 0)
 
     run(check_then_run())
     return 0
