@@ -15,6 +15,7 @@ from nlp.tokenize import normalize, tokenize
 __all__ = [
     "CVReport",
     "ClassifierConfig",
+    "LeadText",
     "Prediction",
     "TextClassifier",
     "char_text",
@@ -42,12 +43,15 @@ def char_text(text: str) -> str:
     return " ".join(normalize(text).split())
 
 
-def lead_text(text: str) -> str:
-    """The lead analyser's preprocessor: the opening characters, where titles and first sentences are."""
-    return char_text(text)[:LEAD_CHARS]
+class LeadText:
+    """The lead analyser's preprocessor: the opening characters, where titles and first sentences are.
+    A class rather than a closure so that a fitted vectorizer holding it pickles."""
 
+    def __init__(self, length: int) -> None:
+        self.length = length
 
-LEAD_CHARS = 30
+    def __call__(self, text: str) -> str:
+        return char_text(text)[: self.length]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,9 @@ class ClassifierConfig:
 
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (1, 3)
-    min_df: int = 2
+    # Minimum document frequency of a word n-gram and of a character n-gram.
+    min_df: int = 1
+    char_min_df: int = 2
     sublinear_tf: bool = True
     c: float = 1.0
     class_weight: str | None = "balanced"
@@ -73,6 +79,7 @@ class ClassifierConfig:
             "word_ngrams": list(self.word_ngrams),
             "char_ngrams": list(self.char_ngrams),
             "min_df": self.min_df,
+            "char_min_df": self.char_min_df,
             "sublinear_tf": self.sublinear_tf,
             "c": self.c,
             "class_weight": self.class_weight,
@@ -121,24 +128,20 @@ def _features(config: ClassifierConfig) -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 
-    if config.lead_chars != LEAD_CHARS:
-        raise ValueError(f"lead_chars is fixed at {LEAD_CHARS} (a module-level preprocessor must pickle)")
-    common: dict[str, Any] = {
-        "lowercase": False,
-        "sublinear_tf": config.sublinear_tf,
-        "dtype": np.float32,
-        "min_df": config.min_df,
-    }
+    common: dict[str, Any] = {"lowercase": False, "sublinear_tf": config.sublinear_tf, "dtype": np.float32}
     words = TfidfVectorizer(
-        tokenizer=word_tokens, token_pattern=None, ngram_range=config.word_ngrams, **common
+        tokenizer=word_tokens,
+        token_pattern=None,
+        ngram_range=config.word_ngrams,
+        min_df=config.min_df,
+        **common,
     )
-    chars = TfidfVectorizer(analyzer="char", preprocessor=char_text, ngram_range=config.char_ngrams, **common)
+    char_options: dict[str, Any] = {"ngram_range": config.char_ngrams, "min_df": config.char_min_df, **common}
+    chars = TfidfVectorizer(analyzer="char", preprocessor=char_text, **char_options)
     parts: list[tuple[str, Any]] = [("words", words), ("chars", chars)]
     weights = {"words": 1.0, "chars": 1.0}
     if config.lead_weight > 0:
-        lead = TfidfVectorizer(
-            analyzer="char", preprocessor=lead_text, ngram_range=config.char_ngrams, **common
-        )
+        lead = TfidfVectorizer(analyzer="char", preprocessor=LeadText(config.lead_chars), **char_options)
         parts.append(("lead", lead))
         weights["lead"] = config.lead_weight
     return FeatureUnion(parts, transformer_weights=weights)

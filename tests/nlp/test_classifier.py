@@ -10,7 +10,7 @@ import pytest
 from nlp.classifier import ClassifierConfig, Prediction, TextClassifier, fit_multiclass, fit_multilabel
 from tests.nlp.conftest import TOPICS
 
-FAST = ClassifierConfig(word_ngrams=(1, 1), char_ngrams=(1, 2), min_df=1)
+FAST = ClassifierConfig(word_ngrams=(1, 1), char_ngrams=(1, 2), min_df=1, char_min_df=1)
 
 
 def _topic_data() -> tuple[list[str], list[str]]:
