@@ -179,7 +179,16 @@ class FakeTelegram:
     """The Bot API as aiogram and PTB see it, plus the residents' side of every chat.
 
     Bot calls arrive over HTTP at ``{url}/bot{token}/{method}``; residents are ``SimUser`` objects
-    made by ``user()``. Updates wait in one queue that getUpdates reads or a webhook drains.
+    made by ``user()``. Updates wait in one queue that getUpdates reads or a webhook drains::
+
+        async with FakeTelegram() as fake:
+            # aiogram: Bot(fake.token, session=AiohttpSession(api=TelegramAPIServer.from_base(fake.url)))
+            # PTB:     Bot(fake.token, base_url=f"{fake.url}/bot")
+            resident = fake.user()
+            [question] = await resident.send("/start")
+            click = await resident.click("同意")
+
+    The bot can only write to chats it knows: a resident's chat exists once ``user()`` made them.
     """
 
     # Webhook retry back-off: short, so tests see retries without waiting like real Telegram does.

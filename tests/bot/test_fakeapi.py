@@ -148,7 +148,7 @@ class AiogramClient:
         await self.bot.delete_message(chat_id, message_id)
 
     async def answer(self, callback_id: str, text: str) -> None:
-        await self.bot.answer_callback_query(callback_id, text=text)
+        await self.bot.answer_callback_query(callback_id, text=text, show_alert=False)
 
     async def send_photo(self, chat_id: int, photo: bytes, caption: str) -> None:
         await self.bot.send_photo(chat_id, BufferedInputFile(photo, "qr.png"), caption=caption)
@@ -268,7 +268,7 @@ class PtbClient:
         await self.bot.delete_message(chat_id, message_id)
 
     async def answer(self, callback_id: str, text: str) -> None:
-        await self.bot.answer_callback_query(callback_id, text=text)
+        await self.bot.answer_callback_query(callback_id, text=text, show_alert=False)
 
     async def send_photo(self, chat_id: int, photo: bytes, caption: str) -> None:
         await self.bot.send_photo(chat_id, photo, caption=caption)
