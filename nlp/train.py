@@ -102,14 +102,32 @@ def default_model_dir() -> Path:
     return base / f"risk-{key}-sklearn{versions['scikit-learn']}"
 
 
+def _build_default(folder: Path, progress: Progress | None) -> None:
+    model, report, digest = train_risk_model(progress)
+    try:
+        artifacts.save(model, folder, data_hash=digest, report=report, extra={"data_source": "seed"})
+    except OSError:
+        # Another process finished the same deterministic build first; its model is as good as ours.
+        if not (folder / artifacts.META_FILE).is_file():
+            raise
+
+
 def load_default_model(progress: Progress | None = None) -> tuple[TextClassifier, artifacts.ModelInfo]:
-    """Load the default risk model, building it first (deterministically, in seconds) if it is absent."""
+    """Load the default risk model, building it first (deterministically, in seconds) if it is absent.
+
+    A cached model left by other library versions is rebuilt; one named by MINYI_MODEL_DIR is the
+    operator's choice and is refused instead (ArtifactVersionError), never silently replaced."""
     folder = default_model_dir()
     with _default_lock:
         if not (folder / artifacts.META_FILE).is_file():
-            model, report, digest = train_risk_model(progress)
-            artifacts.save(model, folder, data_hash=digest, report=report, extra={"data_source": "seed"})
-        return artifacts.load(folder)
+            _build_default(folder, progress)
+        try:
+            return artifacts.load(folder)
+        except artifacts.ArtifactVersionError:
+            if os.environ.get("MINYI_MODEL_DIR"):
+                raise
+            _build_default(folder, progress)
+            return artifacts.load(folder)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from nlp import taxonomy
+from nlp import artifacts, taxonomy
 from nlp.classifier import TextClassifier
 from nlp.pipeline import tag, tag_many
+from nlp.train import default_model_dir
 
 KEYS = {"text", "categories", "scores", "uncertain", "urgent", "signals", "redacted"}
 
@@ -73,3 +77,22 @@ def test_mixed_chinese_and_english(risk_model: TextClassifier) -> None:
 def test_tag_many_matches_tag(risk_model: TextClassifier) -> None:
     texts = ["噪音太大", "", "我们要去上访"]
     assert [r.to_json() for r in tag_many(texts)] == [tag(t).to_json() for t in texts]
+
+
+def test_default_model_is_built_into_minyi_model_dir(risk_model: TextClassifier) -> None:
+    folder = Path(os.environ["MINYI_MODEL_DIR"])
+    info = artifacts.read_info(folder)
+    assert info.labels == list(taxonomy.codes()) and info.multilabel
+    assert set(info.data["thresholds"]) == set(taxonomy.codes())
+    assert info.data["data_source"] == "seed" and info.data["cv"]["micro_f1"] > 0.5
+    assert risk_model.labels == taxonomy.codes()
+
+
+def test_default_cache_dir_is_keyed_by_data_and_versions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("MINYI_MODEL_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = default_model_dir()
+    assert folder.parent == tmp_path / "minyi" / "models"
+    assert folder.name.startswith("risk-") and artifacts.library_versions()["scikit-learn"] in folder.name
