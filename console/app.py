@@ -15,6 +15,7 @@ from console.web import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
     TEMPLATES_KEY,
+    WHO_KEY,
     ConsoleConfig,
     Handler,
     make_templates,
@@ -73,10 +74,10 @@ async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse
         async with request.app[DB_KEY].transaction() as session:
             who = await auth.resume_session(session, token, config.limits)
         if who is not None:
-            request["who"] = who
+            request[WHO_KEY] = who
     if request.path.startswith("/static/") or request.path in ("/login", "/healthz", "/favicon.ico"):
         return await handler(request)
-    if "who" not in request:
+    if WHO_KEY not in request:
         if request.method == "GET":
             raise web.HTTPFound("/login")
         raise web.HTTPUnauthorized(text="请先登录。")
@@ -107,7 +108,7 @@ async def login_page(request: web.Request, message: str = "", status: int = 200)
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
-    if "who" in request:
+    if WHO_KEY in request:
         raise web.HTTPFound("/")
     return await login_page(request)
 

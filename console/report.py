@@ -191,8 +191,12 @@ class _Doc:
             fonts = style.element.get_or_add_rPr().get_or_add_rFonts()
             fonts.set(qn("w:eastAsia"), font)
 
+        # Looking a style up by name walks every style each time; thousands of rows made that the slow part.
+        self.style_ids = {name: styles[name].style_id for name in ("Heading 1", "Heading 2", "Table Grid")}
+
     def heading(self, text: str, level: int = 1) -> None:
-        self.document.add_heading(text, level=level)
+        paragraph = self.document.add_paragraph(text)
+        paragraph._p.style = self.style_ids[f"Heading {level}"]
 
     def para(self, text: str, bold: bool = False) -> None:
         paragraph = self.document.add_paragraph()
@@ -209,7 +213,7 @@ class _Doc:
         from docx.oxml import OxmlElement
 
         table = self.document.add_table(rows=1, cols=len(header))
-        table.style = "Table Grid"
+        table._tbl.tblStyle_val = self.style_ids["Table Grid"]
         for cell, text in zip(table.rows[0].cells, header, strict=True):
             cell.text = ""
             cell.paragraphs[0].add_run(str(text)).bold = True

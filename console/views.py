@@ -22,6 +22,7 @@ from console.web import (
     CONFIG_KEY,
     DB_KEY,
     audit_view,
+    changing,
     check_csrf,
     load_project,
     local_path,
@@ -457,7 +458,7 @@ async def risk_create(request: web.Request) -> web.StreamResponse:
     values = {k: str(v) for k, v in form.items() if k not in ("csrf", "answer")}
     answer_ids = [int(str(a)) for a in form.getall("answer", []) if str(a).isdigit()]
     fields, errors = assessment.read_item_form(values)
-    async with request.app[DB_KEY].transaction() as session:
+    async with changing(request) as session:
         project = await load_project(request, session)
         if fields is not None:
             try:
@@ -540,7 +541,7 @@ async def risk_update(request: web.Request) -> web.StreamResponse:
     values = {k: str(v) for k, v in form.items() if k != "csrf"}
     fields, errors = assessment.read_item_form(values)
     number = int(request.match_info["number"])
-    async with request.app[DB_KEY].transaction() as session:
+    async with changing(request) as session:
         project = await load_project(request, session)
         item = await assessment.item_by_number(session, project, number)
         if item is None:
@@ -609,7 +610,7 @@ async def level_sign(request: web.Request) -> web.StreamResponse:
     who = signed_in(request)
     form = await request.post()
     await check_csrf(request, form)
-    async with request.app[DB_KEY].transaction() as session:
+    async with changing(request) as session:
         project = await load_project(request, session)
         context = await _level_context(request, session, project)
         data: report.ReportData = context["data"]
@@ -716,7 +717,7 @@ async def rules_add(request: web.Request) -> web.StreamResponse:
         parsed = json.loads(draft)
     except json.JSONDecodeError as error:
         errors = [f"不是有效的 JSON：第 {error.lineno} 行 {error.msg}"]
-    async with request.app[DB_KEY].transaction() as session:
+    async with changing(request) as session:
         if not errors:
             try:
                 await assessment.add_rules(session, parsed, note, who)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
@@ -50,6 +51,7 @@ class ConsoleConfig:
 DB_KEY = web.AppKey("db", Database)
 CONFIG_KEY = web.AppKey("config", ConsoleConfig)
 TEMPLATES_KEY = web.AppKey("templates", jinja2.Environment)
+WHO_KEY = web.RequestKey("who", SignedIn)
 
 
 def _local(value: datetime | None, request_zone: tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -84,7 +86,7 @@ def make_templates(zone: tzinfo) -> jinja2.Environment:
 
 
 def signed_in(request: web.Request) -> SignedIn:
-    who = request.get("who")
+    who = request.get(WHO_KEY)
     if not isinstance(who, SignedIn):
         raise web.HTTPFound("/login")
     return who
@@ -127,7 +129,7 @@ def not_found(request: web.Request) -> web.HTTPNotFound:
 
 def render_text(request: web.Request, template: str, **context: Any) -> str:
     environment = request.app[TEMPLATES_KEY]
-    who = request.get("who")
+    who = request.get(WHO_KEY)
     notice_key = request.query.get("notice", "")
     return environment.get_template(template).render(
         who=who if isinstance(who, SignedIn) else None,
@@ -171,3 +173,16 @@ def audit_view(session: AsyncSession, request: web.Request, what: str, target: s
     """Views of personal data are logged like changes."""
     who = signed_in(request)
     repo.audit(session, who.actor, f"view.{what}", target, path=request.path_qs[:200], **detail)
+
+
+@contextlib.asynccontextmanager
+async def changing(request: web.Request) -> AsyncIterator[AsyncSession]:
+    """A write transaction that commits when the handler answers with a redirect from inside it."""
+    redirect: web.HTTPRedirection | None = None
+    async with request.app[DB_KEY].transaction() as session:
+        try:
+            yield session
+        except web.HTTPRedirection as answer:
+            redirect = answer
+    if redirect is not None:
+        raise redirect
