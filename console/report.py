@@ -277,7 +277,8 @@ def build_docx_bytes(data: ReportData) -> bytes:
         f"风险调查采用问卷调查（群众本人在手机上填写）与网格员入户代填相结合的方式，"
         f"覆盖 {len(part.grids)} 个网格、{total.households} 户，收回有效问卷 {total.submitted} 份"
         f"（本人填写 {total.self_answered} 份，网格员代填 {total.proxy} 份），回收率 {_pct(total.rate)}。"
-        f"群众反映的每一条文字意见均经评估人员逐条复核。"
+        f"群众文字意见共 {len(view.grievances)} 条，评估人员已复核 "
+        f"{sum(1 for g in view.grievances if g.review_status != 'pending')} 条。"
     )
 
     doc.heading(OUTLINE[1])
