@@ -122,10 +122,11 @@ class AiogramTransport:
         if self.dispatcher._running_lock.locked():
             await self.dispatcher.stop_polling()
 
-    async def start_webhook(self, url: str, secret: str) -> None:
-        await self.bot.set_webhook(
-            url, secret_token=secret, allowed_updates=["message", "callback_query"], max_connections=40
-        )
+    async def start_webhook(self, url: str, secret: str, *, register: bool = True) -> None:
+        if register:
+            await self.bot.set_webhook(
+                url, secret_token=secret, allowed_updates=["message", "callback_query"], max_connections=40
+            )
 
     async def feed(self, update: dict[str, Any]) -> None:
         await self.dispatcher.feed_raw_update(self.bot, update)

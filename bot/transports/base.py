@@ -32,8 +32,9 @@ class Transport(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def start_webhook(self, url: str, secret: str) -> None:
-        """Tell the Bot API where to post updates; `feed` then handles each one."""
+    async def start_webhook(self, url: str, secret: str, *, register: bool = True) -> None:
+        """Get ready for `feed`; with `register`, tell the Bot API where to post updates (one of several
+        worker processes does that)."""
 
     async def feed(self, update: dict[str, Any]) -> None:
         """Handle one update posted to the webhook; returns once its replies were sent."""
