@@ -170,7 +170,7 @@ async def on_mydata(t: Turn, person: Person | None) -> list[Reply]:
     for submission in own:
         project = await t.session.get(Project, submission.project_id)
         q = await t.engine.questionnaire(t, submission.questionnaire_version_id)
-        answers = await repo.answers_of(t.session, submission.id)
+        answers = await stored_answers(t, submission)
         values = {code: a.value.get("v") for code, a in answers.items()}
         parts.append(
             texts.MYDATA_ITEM.format(
@@ -203,6 +203,7 @@ async def erase_person(t: Turn, person: Person) -> None:
     await t.session.flush()
     for submission in await _own(t, person):
         await repo.delete_answers(t.session, submission.id)
+        t.answers.pop(submission.id, None)
         repo.audit(t.session, "resident", "submission.withdrawn", submission.receipt)
         if submission.current_step == CONSENT:
             await t.session.delete(submission)
@@ -283,7 +284,7 @@ async def on_button(t: Turn, person: Person | None) -> list[Reply]:
     question = q.question(data.part(1))
     if question is None or submission.current_step != question.id:
         return stale(t)
-    stored = await repo.answers_of(t.session, submission.id)
+    stored = await stored_answers(t, submission)
     if data.action == cb.ANSWER and question.kind in (QuestionKind.SINGLE, QuestionKind.SCALE):
         option = question.option(data.part(2))
         if option is None:
@@ -466,7 +467,7 @@ async def on_message(t: Turn, person: Person, submission: Submission) -> list[Re
     if question is None:  # cannot happen with an immutable version; recover by going to the summary
         submission.current_step = SUMMARY
         return [await ask_current(t, submission)]
-    stored = await repo.answers_of(t.session, submission.id)
+    stored = await stored_answers(t, submission)
     if not text:
         return [await ask_current(t, submission, note=texts.REASK_EMPTY)]
     if question.id in stored and normalise(text) == normalise(texts.BUTTON_KEEP):
@@ -568,8 +569,16 @@ def _plain(number: float | None) -> str:
 # --- moving through the questionnaire ----------------------------------------------------------------
 
 
+async def stored_answers(t: Turn, submission: Submission) -> dict[str, Answer]:
+    """The submission's answers in the order given, read once per update and kept current by `accept`."""
+    cached = t.answers.get(submission.id)
+    if cached is None:
+        cached = t.answers[submission.id] = await repo.answers_of(t.session, submission.id)
+    return cached
+
+
 async def _answer_values(t: Turn, submission: Submission) -> dict[str, AnswerValue]:
-    answers = await repo.answers_of(t.session, submission.id)
+    answers = await stored_answers(t, submission)
     return {code: a.value.get("v") for code, a in answers.items()}
 
 
@@ -603,6 +612,10 @@ async def accept(
         update_id=t.incoming.update_id,
         existing=answers.get(question.id),
     )
+    cached = t.answers.get(submission.id)
+    if cached is not None:  # now the latest answer given, as answers_of would order it
+        cached.pop(question.id, None)
+        cached[question.id] = answer
     if question.kind is QuestionKind.TEXT and question.grievance and isinstance(value, str):
         care = await tag_grievance(t, submission, answer, value)
         if care is not None:
@@ -667,6 +680,7 @@ async def submit(
     asked = {x.id for x in q.applicable(answers, submission.anonymous)}
     # Answers to questions that no longer apply (after a change of an earlier answer) are not submitted.
     await repo.delete_answers(t.session, submission.id, [code for code in answers if code not in asked])
+    t.answers.pop(submission.id, None)
     submission.status = SubmissionStatus.SUBMITTED
     submission.submitted_at = utcnow()
     submission.current_step = SUMMARY

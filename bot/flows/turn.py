@@ -12,6 +12,7 @@ from bot.messages import Incoming
 
 if TYPE_CHECKING:
     from bot.engine import DialogEngine
+    from storage.models import Answer
 
 
 @dataclass(slots=True)
@@ -21,6 +22,8 @@ class Turn:
     engine: DialogEngine
     # Work that must wait until this update's transaction is committed (e.g. classifying an answer).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    # Each submission's answers, read once per update: several steps of one update need them.
+    answers: dict[int, dict[str, Answer]] = field(default_factory=dict)
 
     @property
     def chat_id(self) -> int:
