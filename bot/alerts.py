@@ -18,7 +18,7 @@ from bot.push import Courier
 from storage import alerting, outreach
 from storage.alerting import ADMIN, AlertView, Copy, Recipient
 from storage.database import Database
-from storage.models import Person, RecipientState
+from storage.models import Alert, Person, RecipientState
 
 log = logging.getLogger(__name__)
 ALERT_TEXT_LIMIT = 3500  # characters of the resident's (redacted) words shown; Telegram allows 4096
@@ -59,26 +59,29 @@ class AlertSender:
         await self._admin_round()
 
     async def _first_round(self) -> None:
-        async with self.db.reading() as session:
-            plans: list[tuple[AlertView, list[Recipient]]] = []
+        async with self.db.transaction() as session:
+            plans: list[tuple[AlertView, list[Recipient], list[int]]] = []
             for alert in await alerting.queued(session):
                 recipients = await alerting.first_recipients(session, alert)
                 if not recipients:  # no worker for the grid and no assessor on duty: straight to the admins
                     recipients = await alerting.admins(session)
-                plans.append((await alerting.view(session, alert), recipients))
-        for view, recipients in plans:
-            copies = await self._send(view, recipients, head="")
+                ids = await alerting.announce(session, alert.id, recipients)
+                plans.append((await alerting.view(session, alert), recipients, ids))
+        for view, recipients, ids in plans:
+            copies = await self._send(view, recipients, ids, head="")
             async with self.db.transaction() as session:
-                await alerting.record_sent(session, view.id, copies)
+                alert = await alerting.record_sent(session, view.id, copies)
                 await _remember_blocked(session, copies)
+                late = await self._already_acknowledged(session, alert, copies)
+            await self._deliver_all(late)
 
     async def _admin_round(self) -> None:
-        async with self.db.reading() as session:
+        async with self.db.transaction() as session:
             due = await alerting.due_for_admins(session, unacknowledged_for=self.settings.alert_admins_after)
             if not due:
                 return
             admins = await alerting.admins(session)
-            plans: list[tuple[AlertView, str, str]] = []
+            plans: list[tuple[AlertView, str, str, list[int]]] = []
             for alert, why in due:
                 if why == "timeout":
                     minutes = max(1, round(self.settings.alert_admins_after.total_seconds() / 60))
@@ -86,14 +89,19 @@ class AlertSender:
                 else:
                     who = await session.get(Person, alert.escalated_by_id) if alert.escalated_by_id else None
                     head = texts.ALERT_ESCALATED_HEAD.format(name=display_name(who))
-                plans.append((await alerting.view(session, alert), head, why))
-        for view, head, why in plans:
-            copies = await self._send(view, admins, head=head)
+                ids = await alerting.announce(session, alert.id, admins)
+                plans.append((await alerting.view(session, alert), head, why, ids))
+        for view, head, why, ids in plans:
+            copies = await self._send(view, admins, ids, head=head)
             async with self.db.transaction() as session:
-                await alerting.record_admins_told(session, view.id, copies, why)
+                alert = await alerting.record_admins_told(session, view.id, copies, why)
                 await _remember_blocked(session, copies)
+                late = await self._already_acknowledged(session, alert, copies)
+            await self._deliver_all(late)
 
-    async def _send(self, view: AlertView, recipients: Sequence[Recipient], *, head: str) -> list[Copy]:
+    async def _send(
+        self, view: AlertView, recipients: Sequence[Recipient], ids: Sequence[int], *, head: str
+    ) -> list[Copy]:
         body = head + alert_text(view, self.settings.quiet.zone)
         results = await asyncio.gather(
             *(
@@ -102,12 +110,34 @@ class AlertSender:
             )
         )
         copies = []
-        for recipient, result in zip(recipients, results, strict=True):
+        for recipient, delivery_id, result in zip(recipients, ids, results, strict=True):
             status = "sent" if result.state == RecipientState.SENT else result.state
             if status != "sent":
                 log.warning("alert %s to chat %s: %s %s", view.id, recipient.chat_id, status, result.error)
-            copies.append(Copy(recipient, result.message_id, status))
+            copies.append(Copy(delivery_id, recipient, result.message_id, status))
         return copies
+
+    async def _already_acknowledged(
+        self, session: AsyncSession, alert: Alert, copies: Sequence[Copy]
+    ) -> list[Reply]:
+        """Someone acknowledged while these copies were on their way: show it on them too."""
+        if alert.acknowledged_at is None:
+            return []
+        who = await session.get(Person, alert.acknowledged_by_id) if alert.acknowledged_by_id else None
+        local = alert.acknowledged_at.astimezone(self.settings.quiet.zone)
+        mark = texts.ALERT_ACKED_BY.format(
+            name=display_name(who), time=f"{local.month}月{local.day}日 {local:%H:%M}"
+        )
+        body = alert_text(await alerting.view(session, alert), self.settings.quiet.zone) + mark
+        return [
+            Reply.edit(c.recipient.chat_id, c.message_id, body)
+            for c in copies
+            if c.message_id is not None and c.recipient.person_id != alert.acknowledged_by_id
+        ]
+
+    async def _deliver_all(self, replies: Sequence[Reply]) -> None:
+        if replies:
+            await asyncio.gather(*(self.courier.deliver(reply) for reply in replies))
 
 
 async def _remember_blocked(session: AsyncSession, copies: Sequence[Copy]) -> None:

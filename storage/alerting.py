@@ -41,9 +41,10 @@ class AlertView:
 class Copy:
     """One alert message in one chat, as sent."""
 
+    delivery_id: int
     recipient: Recipient
     message_id: int | None
-    status: str  # "sent", "blocked", "failed"
+    status: str  # "sent", "blocked", "failed", "unknown"
 
 
 async def queued(session: AsyncSession, limit: int = 50) -> list[Alert]:
@@ -98,29 +99,43 @@ async def admins(session: AsyncSession) -> list[Recipient]:
     return [Recipient(pid, chat, ADMIN) for pid, chat in rows.all()]
 
 
-def _store_copies(session: AsyncSession, alert_id: int, copies: Sequence[Copy]) -> None:
+async def announce(session: AsyncSession, alert_id: int, recipients: Sequence[Recipient]) -> list[int]:
+    """Record the copies about to be sent, before sending them: whoever gets one may tap it at once."""
+    rows = [
+        AlertDelivery(
+            alert_id=alert_id,
+            person_id=r.person_id,
+            chat_id=r.chat_id,
+            audience=r.audience,
+            status="sending",
+        )
+        for r in recipients
+    ]
+    session.add_all(rows)
+    await session.flush()
+    return [row.id for row in rows]
+
+
+async def _store_copies(session: AsyncSession, copies: Sequence[Copy]) -> None:
     for copy in copies:
-        session.add(
-            AlertDelivery(
-                alert_id=alert_id,
-                person_id=copy.recipient.person_id,
-                chat_id=copy.recipient.chat_id,
-                message_id=copy.message_id,
-                audience=copy.recipient.audience,
-                status=copy.status,
-            )
+        await session.execute(
+            update(AlertDelivery)
+            .where(AlertDelivery.id == copy.delivery_id)
+            .values(message_id=copy.message_id, status=copy.status, sent_at=utcnow())
+            .execution_options(synchronize_session=False)
         )
 
 
-async def record_sent(session: AsyncSession, alert_id: int, copies: Sequence[Copy]) -> None:
+async def record_sent(session: AsyncSession, alert_id: int, copies: Sequence[Copy]) -> Alert:
     """The first round went out (to the grid and the assessors, or straight to the admins)."""
-    alert = await session.get(Alert, alert_id)
+    alert = await session.get(Alert, alert_id, populate_existing=True, with_for_update=True)
     assert alert is not None
-    _store_copies(session, alert_id, copies)
+    await _store_copies(session, copies)
     delivered = [c for c in copies if c.status == "sent"]
     now = utcnow()
-    alert.sent_at = now
-    alert.status = SENT if delivered else UNROUTED
+    alert.sent_at = alert.sent_at or now
+    if alert.status == QUEUED:  # someone may have acted on a copy already
+        alert.status = SENT if delivered else UNROUTED
     if any(c.recipient.audience == ADMIN for c in copies):
         alert.admins_notified_at = now
     audit(
@@ -133,6 +148,7 @@ async def record_sent(session: AsyncSession, alert_id: int, copies: Sequence[Cop
         failed=[f"person:{c.recipient.person_id}" for c in copies if c.status != "sent"],
     )
     await session.flush()
+    return alert
 
 
 async def due_for_admins(session: AsyncSession, *, unacknowledged_for: timedelta) -> list[tuple[Alert, str]]:
@@ -159,11 +175,11 @@ async def due_for_admins(session: AsyncSession, *, unacknowledged_for: timedelta
     ]
 
 
-async def record_admins_told(session: AsyncSession, alert_id: int, copies: Sequence[Copy], why: str) -> None:
+async def record_admins_told(session: AsyncSession, alert_id: int, copies: Sequence[Copy], why: str) -> Alert:
     """`why`: "timeout" (nobody acknowledged in time) or "person:<id>" (someone escalated it)."""
-    alert = await session.get(Alert, alert_id)
+    alert = await session.get(Alert, alert_id, populate_existing=True, with_for_update=True)
     assert alert is not None
-    _store_copies(session, alert_id, copies)
+    await _store_copies(session, copies)
     alert.admins_notified_at = utcnow()
     audit(
         session,
@@ -174,6 +190,7 @@ async def record_admins_told(session: AsyncSession, alert_id: int, copies: Seque
         recipients=[f"person:{c.recipient.person_id}" for c in copies if c.status == "sent"],
     )
     await session.flush()
+    return alert
 
 
 async def copies_of(session: AsyncSession, alert_id: int) -> list[AlertDelivery]:

@@ -73,8 +73,8 @@ async def create_invite(
     return code
 
 
-async def accept_invite(session: AsyncSession, code: str, person: Person) -> Invite:
-    """Give `person` the invitation's role and grids, once: a second use of the code is refused."""
+async def usable_invite(session: AsyncSession, code: str) -> Invite:
+    """The invitation behind `code`; InviteRefused when there is none, or it was used or has expired."""
     invite = (await session.scalars(select(Invite).where(Invite.code_hash == _hash(code)))).first()
     if invite is None:
         raise InviteRefused("unknown")
@@ -82,6 +82,11 @@ async def accept_invite(session: AsyncSession, code: str, person: Person) -> Inv
         raise InviteRefused("used")
     if invite.expires_at <= utcnow():
         raise InviteRefused("expired")
+    return invite
+
+
+async def accept_invite(session: AsyncSession, invite: Invite, person: Person) -> None:
+    """Give `person` the invitation's role and grids, once: a second use of the code is refused."""
     # Conditional update: of two people opening the same code at once, only one gets it.
     claimed = await session.execute(
         update(Invite)
@@ -101,7 +106,6 @@ async def accept_invite(session: AsyncSession, code: str, person: Person) -> Inv
         if grid_id not in existing:
             session.add(GridWorker(grid_id=grid_id, person_id=person.id))
     await session.flush()
-    return invite
 
 
 async def grid_ids_of_worker(session: AsyncSession, person_id: int) -> list[int]:

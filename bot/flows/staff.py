@@ -30,11 +30,13 @@ def help_text(person: Person) -> str:
 
 
 async def accept_invite(t: Turn, person: Person | None, code: str) -> list[Reply]:
-    person = person or await repo.ensure_person(t.session, t.incoming.user_id)
     try:
-        invite = await staffing.accept_invite(t.session, code, person)
+        invite = await staffing.usable_invite(t.session, code)
+        person = person or await repo.ensure_person(t.session, t.incoming.user_id)
+        await staffing.accept_invite(t.session, invite, person)
     except staffing.InviteRefused as refused:
-        repo.audit(t.session, f"person:{person.id}", "invite.refused", "", reason=refused.reason)
+        who = f"person:{person.id}" if person is not None else "telegram"
+        repo.audit(t.session, who, "invite.refused", "", reason=refused.reason)
         return [Reply.send(t.chat_id, texts.INVITE_REFUSED[refused.reason])]
     repo.audit(
         t.session,
