@@ -128,9 +128,14 @@ def _tag(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise CommandError(f"{args.input}: not UTF-8 text") from None
     if model is None:
-        from nlp.pipeline import default_model
+        from nlp.artifacts import ArtifactError
+        from nlp.train import load_default_model
 
-        model = default_model()
+        try:
+            # Progress goes to stderr and appears only when the default model has to be built first.
+            model, _ = load_default_model(_progress)
+        except ArtifactError as error:
+            raise CommandError(str(error)) from None
     for start in range(0, len(texts), 256):
         for result in tag_many(texts[start : start + 256], model):
             print(json.dumps(result.to_json(), ensure_ascii=False))
