@@ -8,7 +8,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from console import auth, views
+from console import assessment, auth, views
 from console.web import (
     CONFIG_KEY,
     DB_KEY,
@@ -175,6 +175,12 @@ async def favicon(_request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def prepare_rules(app: web.Application) -> None:
+    # Pages read the level rules inside read-only transactions; the first version is written here, once.
+    async with app[DB_KEY].transaction() as session:
+        await assessment.current_rules(session)
+
+
 def create_app(db: Database, config: ConsoleConfig | None = None) -> web.Application:
     config = config or ConsoleConfig()
     app = web.Application(middlewares=[security_headers, sessions], client_max_size=2 * 1024 * 1024)
@@ -189,4 +195,5 @@ def create_app(db: Database, config: ConsoleConfig | None = None) -> web.Applica
     app.router.add_get("/favicon.ico", favicon)
     app.router.add_static("/static/", str(static), name="static")
     views.add_routes(app)
+    app.on_startup.append(prepare_rules)
     return app
