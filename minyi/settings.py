@@ -9,6 +9,7 @@ from bot import texts
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///minyi-data/minyi.db"
 DEFAULT_API_URL = "https://api.telegram.org"
+TRANSPORTS = ("aiogram", "ptb")
 
 
 def _int(name: str, default: int) -> int:

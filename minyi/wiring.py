@@ -16,12 +16,10 @@ from bot.dispatch import Dispatch
 from bot.engine import DialogEngine
 from bot.push import PushSettings, QuietHours
 from bot.transports.base import Transport
-from minyi.settings import Settings
-from nlp.pipeline import warm_up
+from minyi.settings import TRANSPORTS, Settings
 from storage.database import Database
 
 log = logging.getLogger(__name__)
-TRANSPORTS = ("aiogram", "ptb")
 
 
 def open_database(settings: Settings) -> Database:
@@ -87,6 +85,8 @@ async def run_bot(
     outreach: asyncio.Task[None] | None = None
     try:
         # Load the risk model before taking updates; built while residents talk it would slow every reply.
+        from nlp.pipeline import warm_up
+
         await asyncio.to_thread(warm_up)
         await engine.tagging.catch_up()  # grievances left unclassified by an earlier run
         outreach = asyncio.create_task(dispatch.run())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -144,7 +146,9 @@ async def find_typed_code(session: AsyncSession, typed: str) -> tuple[Project, G
 
     Case and the separator do not matter; a grid code that exists in several projects is ambiguous.
     """
-    text = typed.strip().upper().replace(" ", "-").replace("_", "-")
+    # Full-width letters and dashes from Chinese keyboards fold to ASCII; any run of spaces, dashes or
+    # underscores is one separator.
+    text = re.sub(r"[\s_\-－—–]+", "-", unicodedata.normalize("NFKC", typed).strip().upper()).strip("-")
     if not text:
         return None
     projects = (await session.scalars(select(Project))).all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,9 @@ class PTBTransport:
     name = "ptb"
 
     def __init__(self, engine: DialogEngine, token: str, api_url: str, *, concurrency: int = 64) -> None:
+        # Opt in to PTB 22's timedelta durations: otherwise reading RetryAfter.retry_after on a 429 issues
+        # a deprecation warning (an error under the test suite's warning policy). PTB reads it at run time.
+        os.environ.setdefault("PTB_TIMEDELTA", "true")
         self.engine = engine
         self.app: Application[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()

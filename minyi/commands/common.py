@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from minyi.commands import CommandError
 from minyi.settings import Settings
 from storage.database import Database
-from storage.migrate import current_head
 
 T = TypeVar("T")
 
@@ -30,19 +29,41 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coroutine)
 
 
+def open_database(url: str) -> Database:
+    """A Database for `url`, or a one-line reason why that URL cannot be used."""
+    try:
+        return Database(url)
+    except ArgumentError as error:
+        raise CommandError(f"MINYI_DATABASE_URL is not a database URL: {url!r}") from error
+    except ImportError as error:
+        raise CommandError(
+            f"MINYI_DATABASE_URL asks for a database driver Minyi does not use ({url.split('://')[0]!r}): "
+            "use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB"
+        ) from error
+
+
+def reason(error: BaseException) -> str:
+    """The first line of what the database driver said."""
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+
+
 @contextlib.asynccontextmanager
 async def database(config: Settings) -> AsyncIterator[Database]:
     """The configured database, refused with a clear reason when it is unreachable or not upgraded."""
-    db = Database(config.database_url)
+    from storage.migrate import current_head  # Alembic is slow to import; most commands never need it
+
+    db = open_database(config.database_url)
     try:
         try:
             async with db.reading() as session:
                 version = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalar()
         except (OperationalError, DBAPIError, OSError) as error:
-            message = str(getattr(error, "orig", error)).splitlines()[0]
-            if "alembic_version" in message or "does not exist" in message:
+            message = reason(error)
+            # "no such table" (SQLite) or 'relation "alembic_version" does not exist' (PostgreSQL)
+            if "alembic_version" in message:
                 raise CommandError("the database has no tables yet; run `minyi db upgrade` first") from error
-            raise CommandError(f"cannot open the database {db.url.render_as_string()}: {message}") from error
+            where = db.url.render_as_string(hide_password=True)
+            raise CommandError(f"cannot open the database {where}: {message}") from error
         if version != current_head():
             raise CommandError("the database schema is out of date; run `minyi db upgrade`")
         yield db

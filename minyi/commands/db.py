@@ -8,8 +8,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from minyi.commands import CommandError
-from minyi.commands.common import settings
-from storage.migrate import upgrade_sync
+from minyi.commands.common import open_database, reason, settings
 
 
 def register(subparsers: Any) -> None:
@@ -21,10 +20,11 @@ def register(subparsers: Any) -> None:
 
 def upgrade_command(_args: argparse.Namespace) -> int:
     config = settings()
+    open_database(config.database_url)  # a URL that cannot work is refused before Alembic sees it
+    from storage.migrate import upgrade_sync
     try:
         upgrade_sync(config.database_url)
     except (OperationalError, DBAPIError, OSError) as error:
-        reason = str(getattr(error, "orig", error)).splitlines()[0]
-        raise CommandError(f"cannot upgrade the database: {reason}") from error
+        raise CommandError(f"cannot upgrade the database: {reason(error)}") from error
     print(f"database is up to date: {config.database_url.split('@')[-1]}")
     return 0

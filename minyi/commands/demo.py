@@ -8,7 +8,7 @@ from typing import Any
 
 from minyi.commands import CommandError
 from minyi.commands.common import run
-from minyi.wiring import TRANSPORTS
+from minyi.settings import TRANSPORTS
 
 
 def register(subparsers: Any) -> None:

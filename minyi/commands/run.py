@@ -58,6 +58,7 @@ def run_command(args: argparse.Namespace) -> int:
     for chatty in ("aiogram.event", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
+
     async def check_then_run() -> None:
         async with database(config):
             pass  # refuses to start on a database that was not upgraded

@@ -41,13 +41,6 @@ def upgrade() -> None:
         sa.Column("active_submission_id", sa.Integer(), nullable=True),
         sa.Column("blocked_bot", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["active_submission_id"],
-            ["submissions.id"],
-            name=op.f("fk_people_active_submission_id_submissions"),
-            ondelete="SET NULL",
-            use_alter=True,
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_people")),
         sa.UniqueConstraint("telegram_id", name=op.f("uq_people_telegram_id")),
     )
@@ -157,6 +150,15 @@ def upgrade() -> None:
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_submissions_person_id"), ["person_id"], unique=False)
         batch_op.create_index("ix_submissions_project_status", ["project_id", "status"], unique=False)
+    # people and submissions refer to each other: the key from people is added once both tables exist.
+    with op.batch_alter_table("people", schema=None) as batch_op:
+        batch_op.create_foreign_key(
+            batch_op.f("fk_people_active_submission_id_submissions"),
+            "submissions",
+            ["active_submission_id"],
+            ["id"],
+            ondelete="SET NULL",
+        )
 
     op.create_table(
         "answers",
@@ -180,8 +182,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     op.drop_table("answers")
+    with op.batch_alter_table("people", schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f("fk_people_active_submission_id_submissions"), type_="foreignkey")
     with op.batch_alter_table("submissions", schema=None) as batch_op:
         batch_op.drop_index("ix_submissions_project_status")
         batch_op.drop_index(batch_op.f("ix_submissions_person_id"))
