@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Sequence
@@ -90,8 +91,9 @@ def train_risk_model(progress: Progress | None = None) -> tuple[TextClassifier, 
 
 
 def default_model_dir() -> Path:
-    """MINYI_MODEL_DIR if set; otherwise a cache directory keyed by the seed data and library versions,
-    so a changed corpus or an upgraded scikit-learn builds a fresh model instead of loading a stale one."""
+    """MINYI_MODEL_DIR if set; otherwise a cache directory keyed by the seed data, library versions and the
+    code the pickled pipeline refers to, so a changed corpus, an upgraded scikit-learn or a changed
+    tokeniser builds a fresh model instead of loading a stale one."""
     override = os.environ.get("MINYI_MODEL_DIR")
     if override:
         return Path(override)
@@ -99,7 +101,18 @@ def default_model_dir() -> Path:
     train, _ = seed_split(load_seed())
     versions = artifacts.library_versions()
     key = data_hash(train.texts, train.labels)[:12]
-    return base / f"risk-{key}-sklearn{versions['scikit-learn']}"
+    return base / f"risk-{key}-{_code_digest()}-sklearn{versions['scikit-learn']}"
+
+
+def _code_digest() -> str:
+    """A digest of the modules and word lists a fitted pipeline depends on when it is unpickled."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("tokenize.py", "classifier.py", "data/userdict.txt", "data/stopwords.txt"):
+        path = here / name
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def _build_default(folder: Path, progress: Progress | None) -> None:
