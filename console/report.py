@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console import assessment, charts, levels, stats, texts
+from console import assessment, charts, levels, stats, texts, xlsx
 from console.survey import SurveyInfo
 from nlp.redact import redact
 from storage.models import (
@@ -243,7 +243,7 @@ class _Doc:
 
 def _xml_safe(text: str) -> str:
     # Control characters are not allowed in XML; a resident may have pasted one.
-    return "".join(ch for ch in text if ch in "\t\n" or ord(ch) >= 32)
+    return xlsx.clean(text)
 
 
 def _text(data: ReportData, key: str) -> str:
@@ -559,22 +559,12 @@ def safe_cell(value: object) -> str | int | float:
 
 
 def build_xlsx_bytes(data: ReportData) -> bytes:
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-
-    book = Workbook(write_only=True)
+    book = xlsx.Workbook()
 
     def sheet(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-        ws = book.create_sheet(title)
-        ws.append([safe_cell(h) for h in header])
-        for row in rows:
-            cells = []
-            for value in row:
-                cell = WriteOnlyCell(ws, value=safe_cell(value))
-                if isinstance(cell.value, str):
-                    cell.data_type = "s"  # never a formula, whatever the text
-                cells.append(cell)
-            ws.append(cells)
+        book.add_sheet(
+            title, [[safe_cell(h) for h in header], *([safe_cell(v) for v in row] for row in rows)]
+        )
 
     view = data.overview
     part = view.participation
@@ -675,6 +665,4 @@ def build_xlsx_bytes(data: ReportData) -> bytes:
         ["态度", "人数", "占比"],
         [[label, n, share] for _, label, n, share in stats.standard_attitudes(attitude)] if attitude else [],
     )
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
+    return book.save()

@@ -141,7 +141,12 @@ def page(browser: Any, site: Site) -> Iterator[Any]:
     page.set_default_timeout(20_000)
     page.on("console", lambda m: site.problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: site.problems.append(str(e)))
-    page.on("dialog", lambda d: (site.problems.append(f"dialog: {d.message}"), d.dismiss()))
+
+    def dialog(opened: Any) -> None:
+        site.problems.append(f"dialog: {opened.message}")
+        opened.dismiss()
+
+    page.on("dialog", dialog)
     page.goto(f"{site.url}/login")
     page.fill("input[name=name]", "zhang")
     page.fill("input[name=password]", PASSWORDS["zhang"])
