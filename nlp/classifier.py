@@ -56,19 +56,25 @@ class LeadText:
 
 @dataclass(frozen=True, slots=True)
 class ClassifierConfig:
-    """Hyper-parameters of the pipeline; defaults are the configuration chosen by cross-validation."""
+    """Hyper-parameters of the pipeline.
 
-    word_ngrams: tuple[int, int] = (1, 2)
+    The defaults won 5-fold stratified CV on the TipDM citizen messages (macro-F1): words + chars with
+    LinearSVC 0.893, + balanced class weights 0.895, + lead n-grams of the first 30 chars 0.903, first
+    20 chars 0.904, with C=2 0.905, lead weight 0.75 0.906; word bigrams, char 4-grams, logistic
+    regression, ridge, SGD and a complement naive Bayes ensemble did not help.
+    """
+
+    word_ngrams: tuple[int, int] = (1, 1)
     char_ngrams: tuple[int, int] = (1, 3)
     # Minimum document frequency of a word n-gram and of a character n-gram.
     min_df: int = 1
     char_min_df: int = 2
     sublinear_tf: bool = True
-    c: float = 1.0
+    c: float = 2.0
     class_weight: str | None = "balanced"
     # Character n-grams of the opening (a title or first sentence carries the gist), and their weight.
-    lead_chars: int = 30
-    lead_weight: float = 0.5
+    lead_chars: int = 20
+    lead_weight: float = 0.75
     # Multi-label: a text is marked for review when its best score is this close to that label's threshold.
     review_margin: float = 0.15
     # Multi-class: a text is marked for review when its top probability is below this.
