@@ -27,7 +27,7 @@ __all__ = [
 Progress = Callable[[str], None]
 
 
-@lru_cache(maxsize=50_000)
+@lru_cache(maxsize=20_000)
 def _tokens(text: str) -> tuple[str, ...]:
     return tuple(tokenize(text))
 
@@ -335,6 +335,7 @@ def fit_multilabel(
     pipe = build_pipeline(config, multilabel=True)
     pipe.fit(x, y)
     report.seconds = time.perf_counter() - started
+    _tokens.cache_clear()  # the cache only pays off across folds; do not hold it for the process
     return TextClassifier(pipe, known, True, thresholds, config, platt), report
 
 
@@ -384,5 +385,6 @@ def fit_multiclass(
     pipe = build_pipeline(config, multilabel=False)
     pipe.fit(x, y)
     report.seconds = time.perf_counter() - started
+    _tokens.cache_clear()  # the cache only pays off across folds; do not hold it for the process
     fitted_labels = [str(c) for c in pipe.classes_]
     return TextClassifier(pipe, fitted_labels, False, {}, config, platt), report

@@ -156,7 +156,7 @@ _NEGATION = re.compile(
     r"还|也|都|真|真的|再去|会去|想去|要去|人|有人|人说|说|说要|谁|谁也|那种|一个人|要闹|为了|聚集|闹事)*$"
 )
 # "不上访不行" and "要不要去上访" negate nothing.
-_DOUBLE_NEGATION_AFTER = re.compile(r"^(?:是不行|不行|不可|不成|没办法|没有办法|没用了|没别的办法)")
+_DOUBLE_NEGATION_AFTER = re.compile(r"(?:是不行|不行|不可|不成|没办法|没有办法|没用了|没别的办法)")
 _CONDITIONAL = re.compile(
     r"(?:再不|如果|要是|假如|万一|若|倘若|不然|否则|要不然|的话|逼急|逼得|大不了|除非|不给|不解决|不答复|不处理|不赔)"
 )
@@ -201,7 +201,8 @@ def _clause_before(folded: str, start: int) -> str:
 def _is_negated(folded: str, start: int, end: int) -> bool:
     prefix = _clause_before(folded, start)
     cut = [m.end() for m in _CONSEQUENCE.finditer(prefix)]
-    scope = prefix[cut[-1] :] if cut else prefix
+    # A negation governs only the words right before the action; the bound also keeps the regex linear.
+    scope = (prefix[cut[-1] :] if cut else prefix)[-12:]
     found = _NEGATION.search(scope)
     if found is None:
         return False

@@ -1,4 +1,16 @@
-"""One call from a resident's text to everything the bot and console store: tags, urgency, redacted text."""
+"""One call from a resident's text to everything the bot and console store: tags, urgency, redacted text.
+
+    from nlp.pipeline import tag, warm_up
+    warm_up()                      # at start-up: jieba and the risk model, once per process
+    result = tag("再不解决就去堵路")  # TagResult; result.to_json() is what `minyi nlp tag` prints
+    if result.self_harm: ...       # answer with care and a crisis line first
+    if result.urgent: ...          # queue an alert for the grid worker and the assessors
+
+The default risk model is built from the seed corpus on first use (deterministic, about ten seconds of
+CPU) into a cache directory keyed by the corpus and library versions, or into MINYI_MODEL_DIR; see
+nlp.train.default_model_dir. Tagging is synchronous and CPU-bound: call it from a worker thread
+(asyncio.to_thread) in async code.
+"""
 
 from __future__ import annotations
 

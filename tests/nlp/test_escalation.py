@@ -83,6 +83,18 @@ def test_an_a_not_a_question_is_not_a_negation() -> None:
     assert detect("大家商量要不要去上访").urgent
 
 
+def test_double_negation_is_urgent() -> None:
+    assert detect("看来不上访不行了").urgent
+
+
+def test_long_run_of_negation_words_stays_fast() -> None:
+    import time
+
+    started = time.perf_counter()
+    detect("不会去" * 3000 + "上访")
+    assert time.perf_counter() - started < 2.0
+
+
 def test_traditional_characters() -> None:
     result = detect("再不處理，我們就集體上訪，還要去堵路")
     assert {"collective_petition", "blocking"} <= set(result.signals)
