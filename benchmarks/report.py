@@ -30,9 +30,12 @@ async def main(submissions: int, url: str | None) -> None:
     url = url or f"sqlite+aiosqlite:///{folder}/bench.db"
     await upgrade(url)
     db = Database(url)
-    started = time.perf_counter()
-    await seed(db, submissions)
-    print(f"seeded {submissions} questionnaires in {time.perf_counter() - started:.1f} s")
+    async with db.reading() as session:
+        seeded = await repo.project_by_code(session, "RW") is not None
+    if not seeded:  # a database given with --database-url is seeded once and reused
+        started = time.perf_counter()
+        await seed(db, submissions)
+        print(f"seeded {submissions} questionnaires in {time.perf_counter() - started:.1f} s")
     zone = ZoneInfo("Asia/Shanghai")
     for kind in ("docx", "xlsx"):
         started = time.perf_counter()

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import assessment, charts, levels, stats, texts, xlsx
+from console.stats import stored_value
 from console.survey import SurveyInfo
 from nlp.redact import redact
 from storage.models import (
@@ -123,26 +124,30 @@ async def _answer_rows(
     ).all()
     kinds = {q.id: q for q in survey.questions}
     values: dict[int, dict[str, str]] = {}
-    ids = [r[0] for r in rows]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        result = await session.execute(
-            select(
-                Answer.submission_id, Answer.question_code, Answer.value, Answer.raw_text, AnswerTag.redacted
-            )
-            .outerjoin(AnswerTag, AnswerTag.answer_id == Answer.id)
-            .where(Answer.submission_id.in_(chunk))
+    query = (
+        select(
+            Answer.submission_id,
+            Answer.question_code,
+            cast(Answer.value, Text),
+            Answer.raw_text,
+            AnswerTag.redacted,
         )
-        for submission_id, code, value, raw_text, redacted in result.all():
-            question = kinds.get(code)
-            if question is None or question.kind == "phone":
-                continue  # a contact number never leaves the system in a file
-            v = (value or {}).get("v")
-            if question.kind in ("text",):
-                shown = redacted if redacted is not None else redact(str(v or raw_text or "")).text
-            else:
-                shown = question.label(v)
-            values.setdefault(submission_id, {})[code] = shown
+        .join(Submission, Submission.id == Answer.submission_id)
+        .outerjoin(AnswerTag, AnswerTag.answer_id == Answer.id)
+        .where(Submission.project_id == project.id, Submission.status == SubmissionStatus.SUBMITTED)
+    )
+    connection = await session.connection()
+    for submission_id, code, raw, raw_text, redacted in await connection.execute(query):
+        question = kinds.get(code)
+        if question is None or question.kind == "phone":
+            continue  # a contact number never leaves the system in a file
+        if question.kind == "text":
+            shown = (
+                redacted if redacted is not None else redact(str(stored_value(raw) or raw_text or "")).text
+            )
+        else:
+            shown = question.label(stored_value(raw))
+        values.setdefault(submission_id, {})[code] = shown
     return [
         AnswerRow(receipt, grid or "", texts.CHANNELS.get(channel, channel), at, values.get(sid, {}))
         for sid, receipt, grid, channel, at in rows

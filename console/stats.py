@@ -6,13 +6,15 @@ on the screen, and each figure keeps the filter that finds the answers behind it
 
 from __future__ import annotations
 
+import functools
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.survey import ATTITUDE_LABELS, SurveyInfo, SurveyQuestion, attitude_question, read_survey
@@ -80,6 +82,23 @@ async def project_survey(session: AsyncSession, project: Project) -> ProjectSurv
         questions=tuple(questions[k] for k in order),
     )
     return ProjectSurvey(project, survey, tuple(versions))
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(raw: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value.get("v") if isinstance(value, dict) else None
+
+
+def stored_value(raw: str | None) -> Any:
+    """The answer inside a stored {"v": ...} JSON text (do not modify what it returns: it is shared).
+
+    Choice answers repeat a few hundred texts across thousands of questionnaires, so each is decoded once.
+    """
+    return _decoded(raw) if raw else None
 
 
 _Query = TypeVar("_Query", bound="Select[*tuple[Any, ...]]")
@@ -223,35 +242,33 @@ class Opinions:
         return tuple(d for d in self.distributions if d.kind == "multi")
 
 
-async def _submitted_ids(session: AsyncSession, project_id: int, scope: Scope) -> list[int]:
-    query = _scoped(
-        select(Submission.id).where(
-            Submission.project_id == project_id, Submission.status == SubmissionStatus.SUBMITTED
-        ),
-        scope,
-    )
-    return list((await session.scalars(query.order_by(Submission.id))).all())
-
-
 async def opinions(session: AsyncSession, survey: ProjectSurvey, scope: Scope) -> Opinions:
     choice = [q for q in survey.survey.questions if q.kind in ("single", "multi", "scale")]
-    ids = await _submitted_ids(session, survey.project.id, scope)
     counts: dict[str, Counter[str]] = {q.id: Counter() for q in choice}
     answered: Counter[str] = Counter()
-    codes = [q.id for q in choice]
-    for start in range(0, len(ids), _CHUNK):
-        rows = await session.execute(
-            select(Answer.question_code, Answer.value).where(
-                Answer.submission_id.in_(ids[start : start + _CHUNK]), Answer.question_code.in_(codes)
-            )
-        )
-        for code, value in rows.all():
-            v = value.get("v") if isinstance(value, dict) else None
-            if v is None:
-                continue
-            answered[code] += 1
-            for item in v if isinstance(v, list) else [v]:
-                counts[code][str(item)] += 1
+    submitted = [
+        Submission.project_id == survey.project.id,
+        Submission.status == SubmissionStatus.SUBMITTED,
+    ]
+    query = _scoped(
+        select(Answer.question_code, cast(Answer.value, Text))
+        .join(Submission, Submission.id == Answer.submission_id)
+        .where(*submitted, Answer.question_code.in_([q.id for q in choice])),
+        scope,
+    )
+    # Core rows and the stored JSON text: for 100,000 answers the ORM's row handling cost more than the
+    # counting itself.
+    connection = await session.connection()
+    for code, raw in await connection.execute(query):
+        v = stored_value(raw)
+        if v is None:
+            continue
+        answered[code] += 1
+        for item in v if isinstance(v, list) else [v]:
+            counts[code][str(item)] += 1
+    total = await session.scalar(
+        _scoped(select(func.count()).select_from(Submission).where(*submitted), scope)
+    )
     distributions = []
     for q in choice:
         n = answered[q.id]
@@ -272,7 +289,7 @@ async def opinions(session: AsyncSession, survey: ProjectSurvey, scope: Scope) -
             if option.code in mapping:
                 standard[mapping[option.code]] += option.count
         attitude = Attitude(distribution, dict(standard), distribution.answered)
-    return Opinions(len(ids), tuple(distributions), attitude)
+    return Opinions(int(total or 0), tuple(distributions), attitude)
 
 
 def standard_attitudes(attitude: Attitude) -> list[tuple[str, str, int, float]]:
@@ -347,15 +364,31 @@ async def grievances(
     """Every free-text answer that was tagged (a grievance question), oldest first."""
     query = _scoped(
         select(
-            Answer,
-            AnswerTag,
+            Answer.id,
+            Answer.submission_id,
+            Answer.question_code,
+            Answer.answered_at,
+            Answer.seq,
+            AnswerTag.redacted,
+            AnswerTag.urgent,
+            AnswerTag.signals,
+            AnswerTag.categories,
+            AnswerTag.scores,
+            AnswerTag.uncertain,
+            AnswerTag.model,
             Submission.receipt,
             Submission.grid_id,
             Submission.status,
             Submission.entered_by_id,
             Submission.person_id,
             Grid.code,
-            Review,
+            Review.status,
+            Review.categories,
+            Review.suggested,
+            Review.suggested_model,
+            Review.note,
+            Review.reviewed_at,
+            Review.answer_seq,
             Account.name,
         )
         .join(AnswerTag, AnswerTag.answer_id == Answer.id)
@@ -370,47 +403,73 @@ async def grievances(
         query = query.where(Submission.status == SubmissionStatus.SUBMITTED)
     if answer_ids is not None:
         query = query.where(Answer.id.in_(list(answer_ids)))
-    rows = (await session.execute(query)).all()
+    # Core rows, not ORM objects: thousands of grievances are read for every dashboard and report.
+    connection = await session.connection()
+    rows = (await connection.execute(query)).all()
     links: dict[int, list[int]] = defaultdict(list)
-    ids = [row[0].id for row in rows]
-    for start in range(0, len(ids), _CHUNK):
-        link_rows = await session.execute(
-            select(RiskItemAnswer.answer_id, RiskItemAnswer.risk_item_id).where(
-                RiskItemAnswer.answer_id.in_(ids[start : start + _CHUNK])
-            )
-        )
-        for answer_id, item_id in link_rows.all():
-            links[answer_id].append(item_id)
+    link_query = select(RiskItemAnswer.answer_id, RiskItemAnswer.risk_item_id).join(
+        Answer, Answer.id == RiskItemAnswer.answer_id
+    )
+    for answer_id, item_id in await connection.execute(link_query):
+        links[answer_id].append(item_id)
     result = []
-    for answer, tag, receipt, grid_id, status, entered_by, person_id, grid_code, review, reviewer in rows:
-        current = review is not None and review.answer_seq == answer.seq
+    for row in rows:
+        (
+            answer_id,
+            submission_id,
+            question,
+            answered_at,
+            seq,
+            redacted,
+            urgent,
+            signals,
+            model_categories,
+            scores,
+            uncertain,
+            model,
+            receipt,
+            grid_id,
+            status,
+            entered_by,
+            person_id,
+            grid_code,
+            review_status,
+            confirmed,
+            suggested,
+            suggested_model,
+            note,
+            reviewed_at,
+            review_seq,
+            reviewer,
+        ) = row
+        current = review_status is not None and review_seq == seq
         result.append(
             Grievance(
-                answer_id=answer.id,
-                submission_id=answer.submission_id,
+                answer_id=answer_id,
+                submission_id=submission_id,
                 receipt=receipt,
                 grid_id=grid_id,
                 grid_code=grid_code or "",
-                question_id=answer.question_code,
-                redacted=tag.redacted,
-                answered_at=answer.answered_at,
+                question_id=question,
+                redacted=redacted,
+                answered_at=answered_at,
                 submission_status=status,
                 proxy=entered_by is not None,
                 person_id=person_id,
-                urgent=tag.urgent,
-                signals=tuple(tag.signals or ()),
-                model_categories=None if tag.categories is None else tuple(tag.categories),
-                scores={k: float(v) for k, v in (tag.scores or {}).items()},
-                uncertain=tag.uncertain,
-                model=tag.model,
-                review_status=review.status if current and review else ReviewStatus.PENDING,
-                confirmed=tuple(review.categories) if current and review else (),
-                suggested=tuple(review.suggested) if review else (),
-                suggested_model=review.suggested_model if review else "",
+                urgent=urgent,
+                signals=tuple(signals or ()),
+                model_categories=None if model_categories is None else tuple(model_categories),
+                scores={k: float(v) for k, v in (scores or {}).items()},
+                uncertain=uncertain,
+                model=model,
+                review_status=review_status if current else ReviewStatus.PENDING,
+                confirmed=tuple(confirmed or ()) if current else (),
+                suggested=tuple(suggested or ()),
+                suggested_model=suggested_model or "",
                 reviewer=(reviewer or "") if current else "",
-                reviewed_at=review.reviewed_at if current and review else None,
-                note=review.note if review else "",
-                risk_item_ids=tuple(sorted(links.get(answer.id, ()))),
+                reviewed_at=reviewed_at if current else None,
+                note=note or "",
+                risk_item_ids=tuple(sorted(links.get(answer_id, ()))),
             )
         )
     return result
