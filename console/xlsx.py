@@ -65,18 +65,35 @@ def _cell(ref: str, value: Cell) -> str:
     return f'<c r="{ref}" t="inlineStr"><is><t xml:space="preserve">{text}</t></is></c>'
 
 
+def _width(value: Cell) -> int:
+    text = str(value) if value is not None else ""
+    return sum(2 if ord(ch) > 0x2E7F else 1 for ch in text[:60])  # CJK characters are twice as wide
+
+
 def _sheet(rows: Iterable[Sequence[Cell]]) -> str:
-    parts = [
-        f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="{_NS_MAIN}"><sheetData>'
-    ]
+    body: list[str] = []
     columns: list[str] = []
+    widths: list[int] = []
     for number, row in enumerate(rows, start=1):
         while len(columns) < len(row):
             columns.append(_column(len(columns)))
+            widths.append(6)
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], _width(value))
         cells = "".join(_cell(f"{columns[i]}{number}", value) for i, value in enumerate(row))
-        parts.append(f'<row r="{number}">{cells}</row>')
-    parts.append("</sheetData></worksheet>")
-    return "".join(parts)
+        body.append(f'<row r="{number}">{cells}</row>')
+    cols = "".join(
+        f'<col min="{i}" max="{i}" width="{min(w, 60) + 2}" customWidth="1"/>'
+        for i, w in enumerate(widths, 1)
+    )
+    head = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><worksheet xmlns="{_NS_MAIN}">'
+    return (
+        head
+        + (f"<cols>{cols}</cols>" if cols else "")
+        + "<sheetData>"
+        + "".join(body)
+        + "</sheetData></worksheet>"
+    )
 
 
 class Workbook:
