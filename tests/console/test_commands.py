@@ -90,17 +90,20 @@ async def test_user_add(db: Database) -> None:
         stdin="another passphrase\n",
     )
     assert code == 0, out
-    failures = [
-        (("--role", "admin", "--name", "zhang"), "already exists"),
+    ok = "passphrase ok!\n"
+    failures: list[tuple[tuple[str, ...], str, str]] = [
+        (("--role", "admin", "--name", "zhang"), "already exists", ok),
         (("--role", "admin", "--name", "li"), "at least 10 characters", "short\n"),
-        (("--role", "gridworker", "--name", "zhao"), "needs --project and at least one --grid"),
-        (("--role", "gridworker", "--name", "zhao", "--project", "RW", "--grid", "G09"), "has no grid 'G09'"),
-        (("--role", "admin", "--name", "two words"), "without spaces"),
+        (("--role", "gridworker", "--name", "zhao"), "needs --project and at least one --grid", ok),
+        (
+            ("--role", "gridworker", "--name", "zhao", "--project", "RW", "--grid", "G09"),
+            "has no grid 'G09'",
+            ok,
+        ),
+        (("--role", "admin", "--name", "two words"), "without spaces", ok),
     ]
-    for args, message, *stdin in failures:
-        code, out = await _in_process(
-            db, ["user", "add", *args, "--password-stdin"], (stdin or ["passphrase ok!\n"])[0]
-        )
+    for args, message, stdin in failures:
+        code, out = await _in_process(db, ["user", "add", *args, "--password-stdin"], stdin)
         assert code == 1 and message in out, (args, out)
     async with db.reading() as session:
         accounts = {a.name: a for a in (await session.scalars(select(Account))).all()}
