@@ -19,6 +19,7 @@ from console import levels, texts
 from console.auth import SignedIn
 from console.stats import category_name
 from nlp import taxonomy
+from storage import outreach
 from storage import repository as repo
 from storage.models import (
     Answer,
@@ -26,7 +27,6 @@ from storage.models import (
     AssessmentText,
     LevelRules,
     LevelSignoff,
-    Notification,
     Project,
     Review,
     ReviewStatus,
@@ -383,53 +383,41 @@ async def item_rows(session: AsyncSession, project_id: int, rules: dict[str, Any
 
 
 async def notify_status_change(session: AsyncSession, who: SignedIn, item: RiskItem) -> int:
-    """Queue a plain-words message to every resident behind the item (once per person).
+    """Tell every resident behind the item, once per person, through the bot's notice queue
+    (storage.outreach.queue_grievance_notice: the bot words the status and sends outside quiet hours).
 
-    The bot sends queued notifications (notifications table, status "queued"); a withdrawn questionnaire
-    or an erased account is never told anything.
+    A withdrawn questionnaire, an erased account, or a door-to-door answer the household has not confirmed
+    from a phone is never told anything.
     """
-    people = (
-        (
-            await session.execute(
-                select(Submission.person_id)
-                .join(Answer, Answer.submission_id == Submission.id)
-                .join(RiskItemAnswer, RiskItemAnswer.answer_id == Answer.id)
-                .where(
-                    RiskItemAnswer.risk_item_id == item.id,
-                    Submission.person_id.is_not(None),
-                    Submission.status != SubmissionStatus.WITHDRAWN,
-                )
-                .distinct()
+    rows = (
+        await session.execute(
+            select(Submission.person_id, func.min(Answer.id))
+            .join(Answer, Answer.submission_id == Submission.id)
+            .join(RiskItemAnswer, RiskItemAnswer.answer_id == Answer.id)
+            .where(
+                RiskItemAnswer.risk_item_id == item.id,
+                Submission.person_id.is_not(None),
+                Submission.status != SubmissionStatus.WITHDRAWN,
             )
+            .group_by(Submission.person_id)
         )
-        .scalars()
-        .all()
-    )
-    template = texts.NOTIFY_STATUS.get(item.status)
-    if template is None:
+    ).all()
+    status = texts.NOTICE_STATUS.get(item.status)
+    if status is None:
         return 0
-    text = template.format(
+    note = texts.NOTICE_NOTE.format(
         topic=item.title,
         department=item.department or texts.NOTIFY_FALLBACK_DEPARTMENT,
         measure=item.mitigation or texts.NOTIFY_FALLBACK_MEASURE,
     )
-    for person_id in people:
-        assert person_id is not None
-        session.add(
-            Notification(
-                person_id=person_id,
-                project_id=item.project_id,
-                kind="risk_status",
-                text=text,
-                risk_item_id=item.id,
-                status="queued",
-            )
+    told = 0
+    for _person, answer_id in rows:
+        notice = await outreach.queue_grievance_notice(
+            session, answer_id, status, note=note, risk_item_id=item.id, actor=who.actor
         )
-    await session.flush()
-    repo.audit(
-        session, who.actor, "risk.notified", f"risk:{item.id}", status=item.status, residents=len(people)
-    )
-    return len(people)
+        told += notice is not None
+    repo.audit(session, who.actor, "risk.notified", f"risk:{item.id}", status=item.status, residents=told)
+    return told
 
 
 # --- sign-off and report texts -------------------------------------------------------------------------

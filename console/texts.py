@@ -19,13 +19,10 @@ SIGNALS = {
     "media_escalation": "媒体曝光",
 }
 
-# Told to the residents whose grievances are behind a risk item when its status changes: plain words,
-# no names, no internal numbers beyond what helps them recognise the matter.
-NOTIFY_STATUS = {
-    "mitigating": "您反映的“{topic}”问题，已交由{department}处理，正在落实：{measure}。",
-    "resolved": "您反映的“{topic}”问题，{department}已处理完毕：{measure}。如仍有意见，可以再告诉我们。",
-    "open": "您反映的“{topic}”问题，我们重新列为待处理，会继续跟进。",
-}
+# A risk item's status, as the bot's grievance notices name it (bot/texts.py GRIEVANCE_STATUS words it),
+# and the note added in plain words: what is being done and by whom. No names, no internal numbers.
+NOTICE_STATUS = {"open": "received", "mitigating": "in_progress", "resolved": "resolved"}
+NOTICE_NOTE = "关于“{topic}”，{department}：{measure}。"
 NOTIFY_FALLBACK_DEPARTMENT = "相关部门"
 NOTIFY_FALLBACK_MEASURE = "具体措施正在制定"
 

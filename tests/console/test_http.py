@@ -244,10 +244,16 @@ async def test_review_to_register_to_residents(console: Console) -> None:
         ).scalar_one()
         assert [(n.person_id, n.status) for n in notes] == [(writer, "queued")]
         assert "封路绕行" in notes[0].text and "市交通运输局" in notes[0].text
+        assert notes[0].kind == "grievance.in_progress" and notes[0].risk_item_id is not None
         actions = (await session.scalars(select(AuditEntry.action))).all()
-    assert {"review.confirm", "risk.created", "risk.attached", "risk.updated", "risk.notified"} <= set(
-        actions
-    )
+    assert {
+        "review.confirm",
+        "risk.created",
+        "risk.attached",
+        "risk.updated",
+        "risk.notified",
+        "grievance.notice_queued",
+    } <= set(actions)
 
     # Another review attaches to the existing item; a bad item number is refused.
     other = console.seeded.grievance_ids[4]
