@@ -88,6 +88,7 @@ class Dispatch:
         except asyncio.CancelledError:
             for _, task in self._runs.values():
                 task.cancel()
+            await asyncio.gather(*(task for _, task in self._runs.values()), return_exceptions=True)
             raise
         await self._stop_runs()
         if self.holding:
@@ -109,10 +110,11 @@ class Dispatch:
         async with self.db.transaction() as session:
             held = await outreach.take_lease(session, LEASE, self.owner, ttl=ttl)
             if held and not self.holding:
-                # Taking over: a previous holder may have died mid-call.
+                # Taking over: a previous holder may have died mid-call, or sent until a moment ago.
                 swept = await outreach.interrupted_to_unknown(session)
                 if swept:
                     log.warning("%s recipients were interrupted mid-call; not sending to them again", swept)
+                self.courier.pacer.hold(1.0)
         if self.holding and not held:
             log.warning("lost the outreach lease to another process; stopping campaigns here")
             await self._stop_runs()

@@ -115,6 +115,9 @@ class PushSettings:
     backoff: float = 1.0
     max_flood_waits: int = 30  # 429s for one message before it is given up as failed
     window_seconds: float = 0.5  # recipients marked "sending" ahead of their call: this much sending
+    # Bot API calls under way at once: enough for the rate over a slow network, few enough that an HTTP
+    # client's connection pool does not spend its time queueing.
+    max_in_flight: int = 32
     poll_seconds: float = 1.0  # how often new campaigns, notices and alerts are looked for
     status_every: float = 3.0  # seconds between edits of a worker's progress message
     lease_seconds: float = 30.0  # a dead runner's campaigns are taken over after this long
@@ -139,6 +142,11 @@ class Pacer:
         self._paused_until = 0.0
         self._chat_next: dict[int, float] = {}
         self.calls = 0
+
+    def hold(self, seconds: float) -> None:
+        """Send nothing for `seconds` from now: a process that takes over sending waits one counting
+        window, so the calls its predecessor made in its last second are not added to its own."""
+        self._next = max(self._next, self.clock.monotonic() + seconds)
 
     def pause(self, seconds: float) -> None:
         """Telegram said to wait: nobody sends before then (calls already in flight may still land)."""
@@ -201,6 +209,7 @@ class Courier:
         self.clock = clock or SystemClock()
         self.pacer = Pacer(settings, self.clock)
         self._calling: set[asyncio.Task[Delivered]] = set()
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
 
     def start(self, reply: Reply) -> asyncio.Task[Delivered]:
         return asyncio.create_task(self.deliver(reply))
@@ -214,14 +223,19 @@ class Courier:
     async def deliver(self, reply: Reply) -> Delivered:
         attempts = server_errors = floods = 0
         while True:
+            in_call = False
             try:
-                await self.pacer.acquire(reply.chat_id)
-            except asyncio.CancelledError:
-                return Delivered(RecipientState.PENDING, attempts)  # every earlier attempt surely failed
-            attempts += 1
-            try:
-                message_id = await self._call(reply)
+                # A slot first, then the pacer: a call then starts at the moment the pacer gave it.
+                async with self._slots:
+                    await self.pacer.acquire(reply.chat_id)
+                    attempts += 1
+                    in_call = True
+                    message_id = await self._call(reply)
                 return Delivered(RecipientState.SENT, attempts, message_id=message_id)
+            except asyncio.CancelledError:
+                if in_call:
+                    raise  # cut off inside a call: whether it arrived is unknown (a crash)
+                return Delivered(RecipientState.PENDING, attempts)  # every earlier attempt surely failed
             except SendFailed as error:
                 failure, reason = error.failure, error.reason[:200]
                 if failure.blocked:
@@ -237,13 +251,13 @@ class Courier:
                 if not failure.retry or server_errors >= self.settings.server_retries:
                     return Delivered(RecipientState.FAILED, attempts, reason)
                 server_errors += 1
-                try:
-                    await self.clock.sleep(self.settings.backoff * 2 ** (server_errors - 1))
-                except asyncio.CancelledError:
-                    return Delivered(RecipientState.PENDING, attempts)
             except Exception as error:  # unclassified: the call may have happened, so never repeat it
                 log.exception("sending to chat %s failed unexpectedly", reply.chat_id)
                 return Delivered(RecipientState.UNKNOWN, attempts, f"{type(error).__name__}: {error}"[:200])
+            try:
+                await self.clock.sleep(self.settings.backoff * 2 ** (server_errors - 1))
+            except asyncio.CancelledError:
+                return Delivered(RecipientState.PENDING, attempts)
 
     async def _call(self, reply: Reply) -> int | None:
         task = asyncio.current_task()
@@ -307,8 +321,13 @@ class CampaignRun:
         self._status_message = campaign.status_message_id
         try:
             await self._loop(campaign, title, text)
-        finally:
-            await self._settle()
+        except asyncio.CancelledError:
+            # Cancelled is how a crash looks here: write nothing more, cut the calls off where they are.
+            for task in self._inflight:
+                task.cancel()
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+            raise
+        await self._settle()
 
     async def _loop(self, campaign: Campaign, title: str, text: str) -> None:
         clock = self.courier.clock

@@ -15,14 +15,20 @@ MakeStaffBot = Callable[..., Awaitable[StaffBot]]
 
 
 @pytest.fixture(params=["aiogram", "ptb"])
+def staff_transport(request: pytest.FixtureRequest) -> str:
+    """Both transports, unless a test names its pairs of transport and database (see ONE_EACH)."""
+    return str(request.param)
+
+
+@pytest.fixture
 async def staff_bot_factory(
-    request: pytest.FixtureRequest, fake: FakeTelegram, db: Database
+    staff_transport: str, fake: FakeTelegram, db: Database
 ) -> AsyncIterator[MakeStaffBot]:
     """Starts a bot with `make(settings, clock)`; several may run one after another (restarts)."""
     bots: list[StaffBot] = []
 
     async def make(settings: PushSettings | None = None, clock: Clock | None = None) -> StaffBot:
-        bot = StaffBot(request.param, fake, db, settings or fast_settings(), clock or SystemClock())
+        bot = StaffBot(staff_transport, fake, db, settings or fast_settings(), clock or SystemClock())
         await bot.start()
         bots.append(bot)
         return bot

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import insert, select
 
 from bot.dispatch import Dispatch
@@ -31,6 +32,19 @@ from storage.models import (
 from tests.conftest import LINK_SECRET, Project, bot_settings
 
 NO_QUIET = QuietHours.parse("off", "Asia/Shanghai")
+# Each test runs on both transports and both databases, paired to keep the suite quick; the two pairings
+# between them cover all four combinations.
+_POSTGRES = pytest.mark.postgres
+ONE_EACH = pytest.mark.parametrize(
+    ("staff_transport", "database_url"),
+    [("aiogram", "sqlite"), pytest.param("ptb", "postgres", marks=_POSTGRES)],
+    indirect=True,
+)
+ONE_EACH_CROSSED = pytest.mark.parametrize(
+    ("staff_transport", "database_url"),
+    [pytest.param("aiogram", "postgres", marks=_POSTGRES), ("ptb", "sqlite")],
+    indirect=True,
+)
 
 
 def fast_settings(**changes: object) -> PushSettings:
@@ -179,11 +193,10 @@ async def add_residents(
                 for c in chat_ids
             ],
         )
-        ids = dict(
-            (await session.execute(select(Person.telegram_id, Person.id).where(Person.telegram_id.in_(chat_ids))))
-            .tuples()
-            .all()
+        found = await session.execute(
+            select(Person.telegram_id, Person.id).where(Person.telegram_id.in_(chat_ids))
         )
+        ids = {telegram_id: person_id for telegram_id, person_id in found.all()}
         await session.execute(
             insert(Submission),
             [

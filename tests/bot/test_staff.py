@@ -20,7 +20,7 @@ from storage import staff as staffing
 from storage.database import Database
 from storage.models import Alert, AlertDelivery, AuditEntry, GridWorker, Person, Submission
 from tests.bot.conftest import MakeStaffBot
-from tests.bot.staff_support import StaffBot, add_staff, fast_settings, wait_until
+from tests.bot.staff_support import ONE_EACH, ONE_EACH_CROSSED, StaffBot, add_staff, fast_settings, wait_until
 from tests.conftest import Project, create_project
 
 LINK = re.compile(r"https://t\.me/\w+\?start=([A-Za-z0-9_-]{1,64})")
@@ -49,6 +49,7 @@ async def answer_up_to_reasons(user: SimUser, start: str) -> None:
     assert "请说说您的理由" in user.last.text
 
 
+@ONE_EACH
 async def test_an_invitation_gives_a_role_once_and_roles_are_checked_on_every_command(
     staff_bot: StaffBot,
 ) -> None:
@@ -94,6 +95,7 @@ async def test_an_invitation_gives_a_role_once_and_roles_are_checked_on_every_co
     assert actions.count("invite.accepted") == 1 and actions.count("invite.refused") == 2
 
 
+@ONE_EACH_CROSSED
 async def test_a_workers_qr_link_attributes_answers_to_worker_and_grid(staff_bot: StaffBot) -> None:
     db, fake = staff_bot.db, staff_bot.fake
     project = await create_project(db)
@@ -125,6 +127,7 @@ async def test_a_workers_qr_link_attributes_answers_to_worker_and_grid(staff_bot
     ]
 
 
+@ONE_EACH
 async def test_a_door_to_door_answer_is_a_proxy_submission_the_household_can_confirm(
     staff_bot: StaffBot,
 ) -> None:
@@ -187,6 +190,7 @@ async def test_a_door_to_door_answer_is_a_proxy_submission_the_household_can_con
     assert {"visit.started", "visit.submitted", "visit.confirmed"} <= set(await audit_actions(db))
 
 
+@ONE_EACH_CROSSED
 async def test_an_urgent_answer_alerts_the_grid_worker_and_assessors_on_duty_and_nobody_else(
     staff_bot: StaffBot,
 ) -> None:
@@ -228,6 +232,7 @@ async def test_an_urgent_answer_alerts_the_grid_worker_and_assessors_on_duty_and
     assert actions.index("alert.sent") < actions.index("alert.acknowledged")
 
 
+@ONE_EACH
 async def test_unacknowledged_or_escalated_alerts_reach_the_admins(staff_bot_factory: MakeStaffBot) -> None:
     bot = await staff_bot_factory(fast_settings(alert_admins_after=timedelta(seconds=1.5)))
     db, fake = bot.db, bot.fake
