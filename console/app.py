@@ -71,8 +71,12 @@ async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse
     token = request.cookies.get(SESSION_COOKIE, "")
     if token:
         config = request.app[CONFIG_KEY]
-        async with request.app[DB_KEY].transaction() as session:
-            who = await auth.resume_session(session, token, config.limits)
+        db = request.app[DB_KEY]
+        async with db.reading() as session:
+            who, action = await auth.read_session(session, token, config.limits)
+        if action:
+            async with db.transaction() as session:
+                await auth.write_session(session, token, action)
         if who is not None:
             request[WHO_KEY] = who
     if request.path.startswith("/static/") or request.path in ("/login", "/healthz", "/favicon.ico"):

@@ -122,24 +122,31 @@ async def start_session(session: AsyncSession, account: Account) -> str:
     return token
 
 
-async def resume_session(session: AsyncSession, token: str, limits: Limits) -> SignedIn | None:
-    """The signed-in account for a cookie, or None when it is unknown, expired or the account disabled."""
+async def read_session(session: AsyncSession, token: str, limits: Limits) -> tuple[SignedIn | None, str]:
+    """The signed-in account for a cookie, read without writing; and what the caller should write:
+    "close" (expired, or the account was disabled), "touch" (note the activity) or ""."""
     now = utcnow()
     row = await accounts.session_by_hash(session, token_hash(token))
     if row is None:
-        return None
+        return None, ""
     if now - row.last_seen_at > limits.idle or now - row.created_at > limits.absolute:
-        await accounts.close_session(session, row.token_hash)
-        return None
+        return None, "close"
     account = await session.get(Account, row.account_id)
     if account is None or not account.active:
-        await accounts.close_session(session, row.token_hash)
-        return None
-    # Writing on every request would serialise readers on SQLite; a minute's precision is plenty.
-    if now - row.last_seen_at > timedelta(minutes=1):
-        row.last_seen_at = now
+        return None, "close"
+    # Writing on every request would queue behind the bot's writers on SQLite; a minute's precision is plenty.
+    touch = "touch" if now - row.last_seen_at > timedelta(minutes=1) else ""
     grids = await accounts.grids_of_account(session, account.id) if account.role == "gridworker" else None
-    return SignedIn(account.id, account.name, account.role, row.csrf_token, row.token_hash, grids)
+    return SignedIn(account.id, account.name, account.role, row.csrf_token, row.token_hash, grids), touch
+
+
+async def write_session(session: AsyncSession, token: str, action: str) -> None:
+    if action == "close":
+        await accounts.close_session(session, token_hash(token))
+    elif action == "touch":
+        row = await accounts.session_by_hash(session, token_hash(token))
+        if row is not None:
+            row.last_seen_at = utcnow()
 
 
 def expired_before(limits: Limits, now: datetime) -> tuple[datetime, datetime]:
