@@ -27,6 +27,7 @@ Deliver = Callable[[Sequence[Reply]], Awaitable[None]]
 LINK_SECRET_SETTING = "link_secret"
 # Transient database failures (a PostgreSQL restart, a serialisation conflict) are retried this often.
 ATTEMPTS = 4
+QUESTIONNAIRE_CACHE = 32  # parsed questionnaire versions kept per process
 
 
 class UserLocks:
@@ -76,7 +77,7 @@ class DialogEngine:
         self.tagging = BackgroundTagging(db, self.tagger)
         self._link_secret = link_secret
         # Published versions never change, so a parsed questionnaire can be kept for the process's life;
-        # a deployment has a handful of them.
+        # a deployment has a handful of them (bounded all the same: the oldest parsed goes first).
         self._questionnaires: dict[int, Questionnaire] = {}
 
     async def handle(self, incoming: Incoming, deliver: Deliver | None = None) -> list[Reply]:
@@ -123,6 +124,8 @@ class DialogEngine:
             row = await repo.version_by_id(turn.session, version_id)
             if row is None:
                 raise LookupError(f"questionnaire version {version_id} does not exist")
+            if len(self._questionnaires) >= QUESTIONNAIRE_CACHE:
+                del self._questionnaires[next(iter(self._questionnaires))]
             cached = self._questionnaires[version_id] = parse_survey(row.source, f"version {version_id}")
         return cached
 

@@ -15,6 +15,8 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
@@ -37,7 +39,7 @@ class AiogramTransport:
         self.engine = engine
         self.concurrency = concurrency
         self.bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
-        self.dispatcher = Dispatcher()
+        self.dispatcher = Dispatcher(storage=StatelessStorage())
         self.dispatcher.message.register(self._on_message)
         self.dispatcher.callback_query.register(self._on_callback)
 
@@ -133,6 +135,20 @@ class AiogramTransport:
 
     async def close(self) -> None:
         await self.bot.session.close()
+
+
+class StatelessStorage(MemoryStorage):
+    """aiogram's FSM storage for a bot that keeps its dialog state in the database. The stock
+    MemoryStorage adds an entry for every user whose state is merely read (aiogram reads it for each
+    update), so memory grew with every resident ever seen; reading here creates nothing."""
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        record = self.storage.get(key)
+        return record.state if record is not None else None
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        record = self.storage.get(key)
+        return record.data.copy() if record is not None else {}
 
 
 def _markup(reply: Reply) -> InlineKeyboardMarkup | None:

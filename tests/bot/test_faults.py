@@ -19,13 +19,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiogram.fsm.storage.memory import MemoryStorage
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot import callbacks as cb
 from bot.autopilot import answer_step
-from bot.engine import DialogEngine
+from bot.engine import QUESTIONNAIRE_CACHE, DialogEngine
 from bot.tagging import ModelTags, QuickTags
+from bot.transports.aiogram import AiogramTransport
 from bot.transports.base import Transport
 from minyi.loadrun import SECRET, Audit, BotProcess, RecordingTelegram, audit, run_residents, seed
 from minyi.settings import Settings
@@ -252,3 +254,19 @@ async def test_one_residents_taps_reach_two_processes_at_once(
     selected = submission.draft.get("selected", [])
     expected = [data.split(cb.SEPARATOR)[3] for data in ticks]
     assert sorted(selected) == sorted(expected), "a tick was lost: two processes changed the draft at once"
+
+
+async def test_nothing_per_resident_stays_in_memory_after_they_finish(
+    recording: RecordingTelegram, sqlite_url: str
+) -> None:
+    """Locks, framework state and caches are dropped when residents go quiet: memory stays flat."""
+    seeded = await seed(sqlite_url, migrate=False)
+    async with bot_in_process(recording, sqlite_url, "aiogram") as bot:
+        traces = await run_residents(recording, seeded, 5, step_timeout=15)
+        assert isinstance(bot, AiogramTransport)
+        assert len(bot.engine.locks) == 0
+        assert len(bot.engine._questionnaires) <= QUESTIONNAIRE_CACHE
+        # aiogram's stock FSM storage would hold a record for every resident it ever saw.
+        assert isinstance(bot.dispatcher.fsm.storage, MemoryStorage)
+        assert len(bot.dispatcher.fsm.storage.storage) == 0
+    assert_clean(await audit(sqlite_url, recording, traces))
