@@ -17,7 +17,7 @@ from console.report import OUTLINE
 from storage import accounts
 from storage.database import Database
 from storage.models import Answer, AnswerTag, Grid, LevelSignoff, Submission
-from tests.console.conftest import password_hash
+from tests.console.conftest import BOTH_DATABASES, password_hash
 from tests.console.seeding import EXAMPLE_SURVEY, seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,6 +111,7 @@ def _table_with(document: docx.document.Document, first_header: str) -> list[lis
     raise AssertionError(f"no table starting with {first_header}")
 
 
+@BOTH_DATABASES
 async def test_word_file_follows_the_outline_and_matches_the_database(db: Database, tmp_path: Path) -> None:
     attitudes = await _prepare(db)
     out = tmp_path / "report.docx"
@@ -183,6 +184,7 @@ async def test_word_file_follows_the_outline_and_matches_the_database(db: Databa
         assert await session.scalar(select(func.count()).select_from(LevelSignoff)) == 1
 
 
+@BOTH_DATABASES
 async def test_excel_file_is_redacted_and_never_runs_formulas(db: Database, tmp_path: Path) -> None:
     await _prepare(db)
     out = tmp_path / "data.xlsx"
