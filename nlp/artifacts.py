@@ -105,6 +105,8 @@ def save(
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    # mkdtemp makes the directory private; a model is read by other service accounts too.
+    staging.chmod(0o755)
     try:
         model_path = staging / MODEL_FILE
         with model_path.open("wb") as handle:

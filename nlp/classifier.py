@@ -194,14 +194,6 @@ def _sigmoid(values: np.ndarray, slopes: np.ndarray, offsets: np.ndarray) -> np.
     return result
 
 
-def _strip_for_pickling(pipeline: Any) -> None:
-    """Drop each vectorizer's stop_words_ (every n-gram cut by min_df): only for introspection, and on
-    the TipDM data it was most of the pickled model's size."""
-    for _, vectorizer in pipeline.named_steps["features"].transformer_list:
-        if hasattr(vectorizer, "stop_words_"):
-            vectorizer.stop_words_ = None
-
-
 class TextClassifier:
     """A fitted pipeline with its labels and decision rules; picklable, saved by nlp.artifacts."""
 
@@ -342,7 +334,6 @@ def fit_multilabel(
     _say(progress, "fitting the final model on all examples")
     pipe = build_pipeline(config, multilabel=True)
     pipe.fit(x, y)
-    _strip_for_pickling(pipe)
     report.seconds = time.perf_counter() - started
     _tokens.cache_clear()  # the cache only pays off across folds; do not hold it for the process
     return TextClassifier(pipe, known, True, thresholds, config, platt), report
@@ -393,7 +384,6 @@ def fit_multiclass(
     _say(progress, "fitting the final model on all examples")
     pipe = build_pipeline(config, multilabel=False)
     pipe.fit(x, y)
-    _strip_for_pickling(pipe)
     report.seconds = time.perf_counter() - started
     _tokens.cache_clear()  # the cache only pays off across folds; do not hold it for the process
     fitted_labels = [str(c) for c in pipe.classes_]

@@ -56,12 +56,23 @@ def _load_model(directory: str) -> Any:
     return model
 
 
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal: Chinese characters take two."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(width - _width(text), 0)
+
+
 def _label_table(per_label: dict[str, dict[str, float]]) -> list[str]:
-    width = max([len(name) for name in per_label] + [5])
-    lines = [f"  {'label':<{width}}  precision  recall     f1  support"]
+    width = max([_width(name) for name in per_label] + [5])
+    lines = [f"  {_pad('label', width)}  precision  recall     f1  support"]
     for name, row in per_label.items():
         lines.append(
-            f"  {name:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}"
+            f"  {_pad(name, width)}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:5.3f}"
             f"  {int(row['support']):7d}"
         )
     return lines
@@ -167,7 +178,7 @@ def _eval(args: argparse.Namespace) -> int:
     print("\n".join(_label_table(report.per_label)))
     if report.confusion is not None:
         print("confusion (rows: true, columns: predicted):")
-        width = max(len(name) for name in report.labels)
+        width = max(_width(name) for name in report.labels)
         for name, row in zip(report.labels, report.confusion, strict=True):
-            print(f"  {name:<{width}}  " + " ".join(f"{n:5d}" for n in row))
+            print(f"  {_pad(name, width)}  " + " ".join(f"{n:5d}" for n in row))
     return 0
