@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import assessment, charts, levels, stats, texts, xlsx
 from console.stats import stored_value
-from console.survey import SurveyInfo
+from console.survey import ATTITUDE_LABELS, SurveyInfo
 from nlp.redact import redact
 from storage.models import (
     Answer,
@@ -344,6 +344,22 @@ def build_docx_bytes(data: ReportData) -> bytes:
         )
     doc.heading("（四）各方面意见及其采纳情况", 2)
     doc.para(_text(data, "adoption"))
+    if view.parties:
+        doc.para("各类受影响群众的态度：", bold=True)
+        doc.table(
+            ["群众类别", "回答数", "支持", "有条件支持", "不支持", "无所谓", "支持率", "反对率"],
+            [
+                [
+                    p.label,
+                    p.answered,
+                    *(p.standard.get(c, 0) for c in ATTITUDE_LABELS),
+                    _pct(p.support_rate),
+                    _pct(p.opposition_rate),
+                ]
+                for p in view.parties
+            ],
+        )
+    doc.para("各类意见及采纳情况：", bold=True)
     by_factor: dict[str, list[assessment.ItemRow]] = {}
     for row in data.items:
         by_factor.setdefault(row.item.factor, []).append(row)

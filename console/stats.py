@@ -305,6 +305,70 @@ def standard_attitudes(attitude: Attitude) -> list[tuple[str, str, int, float]]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class PartyRow:
+    """The attitudes of one group of affected people (an option of the survey's relation question)."""
+
+    code: str
+    label: str
+    answered: int
+    standard: dict[str, int]
+
+    @property
+    def support_rate(self) -> float | None:
+        n = self.standard.get("support", 0) + self.standard.get("conditional", 0)
+        return n / self.answered if self.answered else None
+
+    @property
+    def opposition_rate(self) -> float | None:
+        return self.standard.get("oppose", 0) / self.answered if self.answered else None
+
+
+def party_question(survey: SurveyInfo) -> SurveyQuestion | None:
+    """Who answered: the question "relation", else the first single choice other than the attitude."""
+    found = attitude_question(survey)
+    attitude_id = found[0].id if found else ""
+    named = survey.question("relation")
+    if named is not None and named.kind == "single":
+        return named
+    return next((q for q in survey.questions if q.kind == "single" and q.id != attitude_id), None)
+
+
+async def attitudes_by_party(session: AsyncSession, survey: ProjectSurvey, scope: Scope) -> list[PartyRow]:
+    """各方面意见: the four attitudes counted within each group of affected people."""
+    found = attitude_question(survey.survey)
+    party = party_question(survey.survey)
+    if found is None or party is None:
+        return []
+    attitude, mapping = found
+    query = _scoped(
+        select(Answer.submission_id, Answer.question_code, cast(Answer.value, Text))
+        .join(Submission, Submission.id == Answer.submission_id)
+        .where(
+            Submission.project_id == survey.project.id,
+            Submission.status == SubmissionStatus.SUBMITTED,
+            Answer.question_code.in_([attitude.id, party.id]),
+        ),
+        scope,
+    )
+    answers: dict[int, dict[str, Any]] = defaultdict(dict)
+    connection = await session.connection()
+    for submission_id, code, raw in await connection.execute(query):
+        answers[submission_id][code] = stored_value(raw)
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for given in answers.values():
+        group, view = given.get(party.id), mapping.get(str(given.get(attitude.id)))
+        if group is not None and view is not None:
+            counts[str(group)][view] += 1
+    known = [c for c, _ in party.options]
+    order = known + sorted(c for c in counts if c not in known)
+    return [
+        PartyRow(code, party.label(code), sum(counts[code].values()), dict(counts[code]))
+        for code in order
+        if counts.get(code)
+    ]
+
+
 # --- grievances --------------------------------------------------------------------------------------
 
 
@@ -552,6 +616,7 @@ class Overview:
     urgent_pending: int
     per_day: tuple[tuple[date, int], ...]
     computed_at: datetime
+    parties: tuple[PartyRow, ...] = ()
 
 
 async def overview(session: AsyncSession, project: Project, scope: Scope, zone: tzinfo) -> Overview:
@@ -572,4 +637,5 @@ async def overview(session: AsyncSession, project: Project, scope: Scope, zone: 
         urgent_pending=sum(1 for g in everything if g.urgent and g.review_status == ReviewStatus.PENDING),
         per_day=tuple(await submitted_per_day(session, project.id, scope, zone)),
         computed_at=utcnow(),
+        parties=tuple(await attitudes_by_party(session, survey, scope)),
     )

@@ -184,6 +184,8 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
         charts=_dashboard_charts(project, view),
         alert_names=stats.ALERT_STATUS_NAMES,
         attitudes=stats.standard_attitudes(view.opinions.attitude) if view.opinions.attitude else [],
+        ATTITUDE_NAMES=ATTITUDE_LABELS,
+        party_id=party.id if (party := stats.party_question(view.survey.survey)) else "",
     )
 
 

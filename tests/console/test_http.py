@@ -118,6 +118,7 @@ async def test_grid_worker_sees_only_their_grid(console: Console) -> None:
         assert shown <= mine and not shown & others, path
     _, body = await client.get(P)
     assert "东风一网格" in body and "人民二网格" not in body
+    assert "各类群众的态度" in body
     # A grievance of another grid cannot be decided on, nor seen through the risk pages.
     status, _, _ = await client.post(f"{P}/review/{console.seeded.grievance_ids[1]}", {"action": "note"})
     assert status == 403

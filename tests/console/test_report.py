@@ -150,6 +150,15 @@ async def test_word_file_follows_the_outline_and_matches_the_database(db: Databa
     attitude = {row[0]: int(row[1]) for row in _table_with(document, "态度")[1:]}
     names = {"support": "支持", "conditional": "有条件支持", "oppose": "不支持", "indifferent": "无所谓"}
     assert attitude == {names[k]: attitudes.get(k, 0) for k in names}
+    parties = _table_with(document, "群众类别")[1:]
+    assert sum(int(row[1]) for row in parties) == 40, "every questionnaire is in one group"
+    assert sum(int(row[4]) for row in parties) == attitudes.get("oppose", 0)
+    assert {row[0] for row in parties} <= {
+        "房子在征收范围内（产权人）",
+        "租住在征收范围内",
+        "在路边开店、做生意",
+        "住在附近",
+    }
     text = "\n".join(p.text for p in document.paragraphs)
     support = (attitudes["support"] + attitudes["conditional"]) / 40
     assert f"支持率（支持与有条件支持之和）为 {support:.1%}" in text
