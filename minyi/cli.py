@@ -10,12 +10,44 @@ from minyi.commands import CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from minyi.commands import console, db, demo, export, link, nlp, project, report, run, survey, user
+    from minyi.commands import (
+        console,
+        db,
+        demo,
+        export,
+        grid,
+        invite,
+        link,
+        nlp,
+        progress,
+        project,
+        push,
+        report,
+        run,
+        survey,
+        user,
+    )
 
     parser = argparse.ArgumentParser(prog="minyi", description="民意 Minyi: 稳评民意调查")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    for module in (db, project, survey, link, export, run, demo, nlp, user, console, report):
+    for module in (
+        db,
+        project,
+        grid,
+        survey,
+        link,
+        invite,
+        push,
+        progress,
+        export,
+        run,
+        demo,
+        nlp,
+        user,
+        console,
+        report,
+    ):
         module.register(subparsers)
     return parser
 

@@ -13,7 +13,6 @@ from bot.flows.resident import closing, edit_tapped, stale
 from bot.flows.turn import Turn
 from bot.links import LinkTarget, deep_link, make_payload
 from bot.messages import Button, Reply
-from bot.poster import FontMissing, make_poster
 from storage import outreach
 from storage import repository as repo
 from storage import staff as staffing
@@ -82,6 +81,8 @@ async def send_poster(t: Turn, person: Person, grid: Grid) -> list[Reply]:
     code = f"{project.code}-{grid.code}"
     caption = texts.QR_CAPTION.format(title=project.title, grid=grid.name, link=link, code=code)
     repo.audit(t.session, f"person:{person.id}", "qr.issued", f"{project.code}/{grid.code}")
+    from bot.poster import FontMissing, make_poster  # Pillow and qrcode load only when a poster is made
+
     try:
         # Drawing takes a few hundred milliseconds: off the event loop; the result is cached per link.
         image = await asyncio.to_thread(make_poster, link, project.title, grid.name, code)

@@ -1,4 +1,4 @@
-"""`minyi project create` and `minyi grid add`: set up a project, its questionnaire and its grids."""
+"""`minyi project create`: set up a project and publish its questionnaire (grids: minyi/commands/grid.py)."""
 
 from __future__ import annotations
 
@@ -21,16 +21,6 @@ def register(subparsers: Any) -> None:
     create.add_argument("--survey", required=True, metavar="FILE", help="questionnaire YAML")
     create.set_defaults(func=create_command)
 
-    grid = subparsers.add_parser("grid", help="grids of a project")
-    grid_actions = grid.add_subparsers(dest="action", metavar="ACTION", required=True)
-    add = grid_actions.add_parser("add", help="add a grid (or update it when the code exists)")
-    add.add_argument("--project", required=True, metavar="CODE")
-    add.add_argument("--code", required=True)
-    add.add_argument("--name", required=True)
-    add.add_argument("--community", default="")
-    add.add_argument("--households", type=int, default=0)
-    add.set_defaults(func=grid_add_command)
-
 
 def create_command(args: argparse.Namespace) -> int:
     source = read_text(args.survey)
@@ -51,22 +41,4 @@ def create_command(args: argparse.Namespace) -> int:
             return f"created project {code}: {questionnaire.title} ({survey})"
 
     print(run(create()))
-    return 0
-
-
-def grid_add_command(args: argparse.Namespace) -> int:
-    async def add() -> str:
-        async with database(settings()) as db, db.transaction() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
-            if args.households < 0:
-                raise CommandError("--households cannot be negative")
-            grid = await repo.upsert_grid(
-                session, project.id, args.code, args.name, args.community, args.households
-            )
-            repo.audit(session, "cli", "grid.saved", f"{project.code}/{grid.code}")
-            return f"grid {project.code}-{grid.code}: {grid.name}"
-
-    print(run(add()))
     return 0

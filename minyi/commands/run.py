@@ -8,7 +8,8 @@ from typing import Any
 
 from minyi.commands import CommandError
 from minyi.commands.common import database, run, settings
-from minyi.wiring import TRANSPORTS, push_settings, run_bot
+from minyi.settings import TRANSPORTS
+from minyi.wiring import push_settings, run_bot
 from minyi.workers import serve_workers
 
 
@@ -57,7 +58,6 @@ def run_command(args: argparse.Namespace) -> int:
     # Both frameworks log every update or request at INFO: measurable CPU under load, and noise.
     for chatty in ("aiogram.event", "httpx"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-
 
     async def check_then_run() -> None:
         async with database(config):
