@@ -145,6 +145,7 @@ async def database(kind: str, folder: Path) -> AsyncIterator[str]:
     admin = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     async with admin.connect() as connection:
         await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()  # a PostgreSQL restart during the run would leave its connection dead
     try:
         yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:

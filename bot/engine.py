@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 
 Deliver = Callable[[Sequence[Reply]], Awaitable[None]]
 LINK_SECRET_SETTING = "link_secret"
-# Transient database failures (a PostgreSQL restart, a serialisation conflict) are retried this often.
-ATTEMPTS = 4
+# Transient database failures (a PostgreSQL restart, a serialisation conflict) are retried this often,
+# waiting 0.4, 0.8, ... 6.4 s in between: about 12 s, longer than a PostgreSQL restart takes.
+ATTEMPTS = 6
 QUESTIONNAIRE_CACHE = 32  # parsed questionnaire versions kept per process
 
 
@@ -105,7 +106,7 @@ class DialogEngine:
                 for action in turn.after_commit:
                     action()
                 return replies
-            except (OperationalError, DBAPIError) as error:
+            except (OperationalError, DBAPIError, OSError) as error:
                 if attempt == ATTEMPTS or not _transient(error):
                     raise
                 log.warning("database busy, retrying update %s (%s)", incoming.update_id, error)
@@ -138,11 +139,22 @@ class DialogEngine:
         return self._link_secret
 
 
-def _transient(error: DBAPIError) -> bool:
+def _transient(error: DBAPIError | OSError) -> bool:
+    if isinstance(error, OSError):
+        return True  # connection refused or reset: the server is restarting
     if error.connection_invalidated:
         return True
     message = str(error.orig).lower()
     return any(
         words in message
-        for words in ("database is locked", "deadlock", "could not serialize", "connection", "terminating")
+        for words in (
+            "database is locked",
+            "deadlock",
+            "could not serialize",
+            "connection",
+            "terminating",
+            # asyncpg's CannotConnectNowError while PostgreSQL restarts
+            "shutting down",
+            "starting up",
+        )
     )

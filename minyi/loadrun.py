@@ -470,6 +470,7 @@ class BotProcess:
         async def wait(method: str, count: int) -> None:
             while len(self.fake.calls_of(method)) <= count:
                 if self.process is None or self.process.returncode is not None or time.monotonic() > deadline:
+                    await self.kill()  # never leave a half-started bot behind
                     raise RuntimeError(f"the bot did not start: {self.tail()}")
                 await asyncio.sleep(0.05)
 
