@@ -29,18 +29,18 @@ class FontMissing(RuntimeError):
 
 @functools.cache
 def cjk_font(bold: bool = True) -> tuple[str, int]:
-    """(file, face index) of a font that has Chinese characters: MINYI_POSTER_FONT, else fontconfig, else a
+    """(file, face index) of a font that has Chinese characters: MINYI_CJK_FONT, else fontconfig, else a
     search of the usual font folders."""
-    configured = os.environ.get("MINYI_POSTER_FONT", "").strip()
+    configured = os.environ.get("MINYI_CJK_FONT", "").strip()
     if configured:
         if not Path(configured).is_file():
-            raise FontMissing(f"MINYI_POSTER_FONT={configured} does not exist")
+            raise FontMissing(f"MINYI_CJK_FONT={configured} does not exist")
         return configured, 0
     found = _fontconfig_font(bold) or _scanned_font(bold)
     if found is None:
         raise FontMissing(
             "no Chinese font found; install one (e.g. `apt-get install fonts-noto-cjk`) "
-            "or set MINYI_POSTER_FONT to a .ttf/.otf/.ttc file"
+            "or set MINYI_CJK_FONT to a .ttf/.otf/.ttc file"
         )
     return found
 
