@@ -271,17 +271,20 @@ async def save_answer(
 ) -> Answer:
     """Store the answer to one question, replacing an earlier answer to the same question."""
     now = utcnow()
-    submission.answer_count += 1
+    seq = submission.answer_count + 1
     if existing is None:
         existing = Answer(submission_id=submission.id, question_code=question_code)
         session.add(existing)
     existing.value = {"v": value}
     existing.raw_text = raw_text
-    existing.seq = submission.answer_count
+    existing.seq = seq
     existing.answered_at = now
     existing.update_id = update_id
+    await session.flush()  # the answer's id, for its tags
+    # Changed after the flush, the submission is written once at commit with the step it moves to
+    # (one UPDATE per answer instead of two).
+    submission.answer_count = seq
     submission.updated_at = now
-    await session.flush()
     return existing
 
 

@@ -33,8 +33,13 @@ _LOOKS_LIKE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{1,40}$")
 
 
 async def handle(t: Turn) -> list[Reply]:
+    person = await repo.person_by_telegram_id(t.session, t.incoming.user_id, lock=True)
+    return await handle_person(t, person)
+
+
+async def handle_person(t: Turn, person: Person | None) -> list[Reply]:
+    """The dialog for a sender already looked up (and row-locked) in this transaction."""
     incoming = t.incoming
-    person = await repo.person_by_telegram_id(t.session, incoming.user_id, lock=True)
     if incoming.kind is Kind.CALLBACK:
         return await on_button(t, person)
     text = incoming.text.strip()

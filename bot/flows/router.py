@@ -98,7 +98,7 @@ async def _resident(t: Turn, person: Person | None) -> list[Reply]:
         if t.incoming.kind is Kind.CALLBACK:
             return resident.stale(t)
         return [Reply.send(t.chat_id, texts.VISIT_ASK_RESPONDENT, visits.respondent_buttons(visit.id))]
-    replies = await resident.handle(t)
+    replies = await resident.handle_person(t, person)  # looked up and locked once, above
     if visit is not None and person is not None:
         return await visits.after_step(t, person, visit, replies)
     return replies
