@@ -14,6 +14,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -107,9 +108,6 @@ class PushSettings:
 
     rate: float = 25.0  # Bot API calls per second, overall; Telegram allows about 30
     per_chat_seconds: float = 1.0  # at most one call per chat per this many seconds
-    # Calls are spaced a little wider than 1/rate, so that network jitter of up to this fraction of a
-    # second never puts more than `rate` calls into one second as Telegram counts them.
-    headroom: float = 0.05
     quiet: QuietHours = field(default_factory=lambda: QuietHours.parse("21:00-08:00", "Asia/Shanghai"))
     server_retries: int = 5  # a 5xx answer is retried this often, with back-off doubling from `backoff`
     backoff: float = 1.0
@@ -131,16 +129,28 @@ class PushSettings:
 
 
 class Pacer:
-    """Spaces every outgoing call: overall at most `rate` per second, one per chat per `per_chat_seconds`,
-    nothing at all during a flood wait (429 retry_after). Shared by campaigns, notices and alerts."""
+    """Paces every outgoing call: at most `rate` in any second and one per chat per `per_chat_seconds` as
+    Telegram counts them, nothing at all during a flood wait (429 retry_after). Shared by campaigns,
+    notices and alerts.
+
+    Telegram counts a call when it arrives, which is somewhere between the moment it was started and the
+    moment its answer came back. So a call is only started while fewer than `rate` calls are under way or
+    came back within the last second; then no second of arrivals can hold more than `rate` calls, however
+    much the network or a busy machine delays them. Within that, starts are spaced 1/rate apart. Callers
+    pair every `acquire()` with a `release()` when the call is over.
+    """
 
     def __init__(self, settings: PushSettings, clock: Clock | None = None) -> None:
         self.clock = clock or SystemClock()
-        self.spacing = (1.0 + settings.headroom) / settings.rate
+        self.spacing = 1.0 / settings.rate
+        self.per_second = max(1, math.floor(settings.rate))
         self.per_chat = settings.per_chat_seconds
         self._next = 0.0
         self._paused_until = 0.0
         self._chat_next: dict[int, float] = {}
+        self._busy_chats: Counter[int] = Counter()
+        self._under_way = 0
+        self._ended: deque[float] = deque()  # when calls came back, oldest first
         self.calls = 0
 
     def hold(self, seconds: float) -> None:
@@ -159,11 +169,13 @@ class Pacer:
         return self.clock.monotonic() < self._paused_until
 
     async def acquire(self, chat_id: int) -> None:
-        """Wait for this chat's next slot. The slot is reserved before sleeping, so waiting callers line
-        up instead of all waking for the same moment."""
+        """Wait until a call to this chat may start. The slot is reserved before sleeping, so waiting
+        callers line up instead of all waking for the same moment."""
         while True:
             now = self.clock.monotonic()
             ready = max(self._paused_until, self._chat_next.get(chat_id, 0.0))
+            if self._busy_chats[chat_id]:
+                ready = max(ready, now + self.spacing)  # the chat's previous call is not back yet
             if ready > now:
                 await self.clock.sleep(ready - now)
                 continue
@@ -173,15 +185,41 @@ class Pacer:
             self._chat_next[chat_id] = slot + self.per_chat
             if slot > now:
                 await self.clock.sleep(slot - now)
-            if self._paused_until <= slot:
-                self.calls += 1
-                self._forget_old_chats(slot)
-                return
+            if self._paused_until <= slot and not self._busy_chats[chat_id]:
+                await self._wait_for_room()
+                if self._paused_until <= self.clock.monotonic():
+                    self._under_way += 1
+                    self._busy_chats[chat_id] += 1
+                    self.calls += 1
+                    self._forget_old_chats(slot)
+                    return
             # A flood wait began while this caller slept: its slot is void, queue again after the wait.
             if previous is None:
                 self._chat_next.pop(chat_id, None)
             else:
                 self._chat_next[chat_id] = previous
+
+    def release(self, chat_id: int) -> None:
+        """The call that `acquire` allowed is over (answered, failed or cut off)."""
+        now = self.clock.monotonic()
+        self._under_way -= 1
+        self._ended.append(now)
+        self._busy_chats[chat_id] -= 1
+        if self._busy_chats[chat_id] <= 0:
+            del self._busy_chats[chat_id]
+        # The next call to this chat arrives after this one did, by at least `per_chat` seconds.
+        self._chat_next[chat_id] = max(self._chat_next.get(chat_id, 0.0), now + self.per_chat)
+
+    async def _wait_for_room(self) -> None:
+        while True:
+            now = self.clock.monotonic()
+            while self._ended and self._ended[0] <= now - 1.0:
+                self._ended.popleft()
+            if self._under_way + len(self._ended) < self.per_second:
+                return
+            # Room comes back a second after the oldest answer, or when a call under way is answered.
+            wait = self._ended[0] + 1.0 - now if self._ended else self.spacing
+            await self.clock.sleep(max(wait, 0.001))
 
     def _forget_old_chats(self, now: float) -> None:
         if len(self._chat_next) > 50_000:
@@ -260,6 +298,7 @@ class Courier:
                 return Delivered(RecipientState.PENDING, attempts)
 
     async def _call(self, reply: Reply) -> int | None:
+        """One Bot API call, started right after `pacer.acquire`; the pacer hears when it is over."""
         task = asyncio.current_task()
         assert task is not None
         self._calling.add(task)
@@ -267,6 +306,7 @@ class Courier:
             return await self.outbound.send(reply)
         finally:
             self._calling.discard(task)
+            self.pacer.release(reply.chat_id)
 
 
 def opt_out_keyboard() -> tuple[tuple[Button, ...], ...]:

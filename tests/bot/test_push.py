@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from datetime import datetime, timedelta
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -57,30 +59,84 @@ class VirtualClock:
         return shanghai(12)
 
 
+async def paced(pacer: Pacer, clock: VirtualClock, chat: int, takes: float = 0.0) -> float:
+    """One call through the pacer that takes `takes` seconds; returns when it started."""
+    await pacer.acquire(chat)
+    started = clock.t
+    clock.t += takes
+    pacer.release(chat)
+    return started
+
+
 async def test_the_pacer_keeps_the_overall_rate_one_message_per_chat_per_second_and_flood_waits() -> None:
     clock = VirtualClock()
     pacer = Pacer(fast_settings(rate=25.0), clock)
-    times: list[float] = []
-    for chat in range(500):  # a campaign: every chat once
-        await pacer.acquire(chat)
-        times.append(clock.t)
+    times = [await paced(pacer, clock, chat) for chat in range(500)]  # a campaign: every chat once
     assert most_in_any_window(times) <= 25
     achieved = (len(times) - 1) / (times[-1] - times[0])
-    assert 0.9 * 25 < achieved <= 25  # busy, it sends at nearly the limit: the headroom costs 5%
+    assert 0.95 * 25 < achieved <= 25  # busy, it sends at the limit
 
-    again: list[float] = []
+    again = []
     for n in range(10):  # one chat among others, such as a worker's status message
-        await pacer.acquire(7 if n % 2 else 1000 + n)
+        started = await paced(pacer, clock, 7 if n % 2 else 1000 + n)
         if n % 2:
-            again.append(clock.t)
+            again.append(started)
     assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in pairwise(again))
 
     pacer.pause(5.0)
     paused_at = clock.t
-    await pacer.acquire(2000)
-    assert clock.t >= paused_at + 5.0
-    times.append(clock.t)
-    assert most_in_any_window(times) <= 25
+    times.append(await paced(pacer, clock, 2000))
+    assert times[-1] >= paused_at + 5.0
+
+
+class SharedVirtualClock(VirtualClock):
+    """Virtual time for many tasks at once: when every task waits, time jumps to the earliest wake-up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = 0
+
+    async def sleep(self, seconds: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._order += 1
+        heapq.heappush(self._sleepers, (self.t + max(0.0, seconds), self._order, future))
+        await future
+
+    async def run(self, *work: Coroutine[Any, Any, None]) -> None:
+        tasks = [asyncio.create_task(w) for w in work]
+        while not all(task.done() for task in tasks):
+            for _ in range(20):  # let every task that can run reach its next sleep
+                await asyncio.sleep(0)
+            if self._sleepers:
+                wake, _, future = heapq.heappop(self._sleepers)
+                self.t = max(self.t, wake)
+                future.set_result(None)
+        await asyncio.gather(*tasks)
+
+
+async def test_slow_answers_never_let_more_than_the_rate_arrive_in_one_second() -> None:
+    """A call is counted by Telegram when it arrives, any time between its start and its answer: with
+    answers taking up to 0.9 s, spacing starts alone would let up to twice the rate arrive in a second."""
+    clock = SharedVirtualClock()
+    pacer = Pacer(fast_settings(rate=10.0), clock)
+    spans: list[tuple[float, float]] = []
+
+    async def caller(first_chat: int) -> None:
+        for n in range(6):
+            chat = first_chat * 100 + n
+            await pacer.acquire(chat)
+            started = clock.t
+            await clock.sleep(0.1 + (chat % 9) * 0.1)
+            pacer.release(chat)
+            spans.append((started, clock.t))
+
+    await clock.run(*(caller(c) for c in range(30)))
+    assert len(spans) == 180
+    for moment in sorted({t for span in spans for t in span}):
+        arrivals_possible = [s for s in spans if s[0] < moment + 1.0 and s[1] >= moment]
+        assert len(arrivals_possible) <= 10
+    assert spans[-1][0] - spans[0][0] < 180 / 10 * 2  # and it still gets through
 
 
 def test_quiet_hours_wrap_midnight_in_the_configured_zone() -> None:
@@ -110,7 +166,7 @@ def delivered(fake: FakeTelegram, chat_ids: set[int]) -> int:
     ("transport", "database_url", "residents", "rate"),
     [
         ("aiogram", "sqlite", 5000, 250.0),
-        pytest.param("ptb", "postgres", 500, 60.0, marks=pytest.mark.postgres),
+        pytest.param("ptb", "postgres", 300, 60.0, marks=pytest.mark.postgres),
     ],
     indirect=["database_url"],
 )
@@ -121,7 +177,7 @@ async def test_a_push_reaches_every_resident_once_within_the_rate_through_errors
     row = await add_staff(db, fake, "gridworker", grid_ids=[project.grid_ids["G01"]], name="王网格")
     chat_ids = await add_residents(db, fake, project, residents)
     everyone = set(chat_ids)
-    blocked = set(chat_ids[7::250])  # 20 (or 4) residents blocked the bot since they scanned
+    blocked = set(chat_ids[7::100])  # 1% of the residents blocked the bot since they scanned
     for chat_id in blocked:
         fake.block(chat_id)
     bot = StaffBot(transport, fake, db, fast_settings(rate=rate))
@@ -243,6 +299,7 @@ async def test_quiet_hours_hold_pushes_and_notices_until_morning(staff_bot_facto
     clock.wall = shanghai(8, 1)
     await wait_until(lambda: campaign_done(db), 30, "campaign finished")
     await writer.wait_for(lambda: any("区住建局" in m.text for m in writer.messages))
+    await worker.wait_for(lambda: "已发送 6/6" in worker.last.text and "推送完成" in worker.last.text)
     assert all(len(fake.chat_messages(chat)) == 1 for chat in chat_ids)
     assert texts.PUSH_INVITE.format(title="测试工程意见调查") == fake.chat_messages(chat_ids[0])[0].text
     told = next(m.text for m in writer.messages if "区住建局" in m.text)
