@@ -27,7 +27,7 @@ ALERT = "al"  # acknowledge or escalate an urgent alert:                al:<aler
 PUSH = "pu"  # start a push to the worker's grids:                      pu:<grid or 0>:unanswered|all|cancel
 GRID = "g"  # pick one of the worker's grids for a command:             g:qr|push|visit|progress:<grid or 0>
 RESPONDENT = "vr"  # who answers at the door:                           vr:<submission>:<code>
-CONFIRM_VISIT = "vc"  # the household confirms a proxy answer:          vc:<submission>:yes|no
+CONFIRM_VISIT = "vc"  # the household confirms a proxy answer:          vc:<submission>:yes|no:<tag>
 OPT_OUT = "po"  # no more reminders:                                    po
 STAFF_ACTIONS = frozenset({ALERT, PUSH, GRID, RESPONDENT})
 

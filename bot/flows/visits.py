@@ -4,6 +4,7 @@ its own phone through a signed link."""
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime, timedelta
 
 from bot import callbacks as cb
@@ -13,7 +14,7 @@ from bot.callbacks import Callback
 from bot.flows import gridworker, render
 from bot.flows.resident import closing, edit_tapped, stale
 from bot.flows.turn import Turn
-from bot.links import LinkError, deep_link, make_visit_payload, read_visit_payload
+from bot.links import LinkError, button_tag, deep_link, make_visit_payload, read_visit_payload
 from bot.messages import Button, Reply
 from storage import repository as repo
 from storage import staff as staffing
@@ -179,10 +180,12 @@ async def open_confirmation(t: Turn, person: Person | None, payload: str) -> lis
         title=project.title if project else "",
         answers="\n".join(listing),
     )
+    # Only whoever opened the signed link gets buttons that work: the tag binds them to this account.
+    tag = button_tag(await t.engine.link_secret(t), "visit", visit.id, t.incoming.user_id)
     buttons = (
         (
-            Button(texts.BUTTON_CONFIRM_VISIT, cb.encode(cb.CONFIRM_VISIT, visit.id, "yes")),
-            Button(texts.BUTTON_DISPUTE_VISIT, cb.encode(cb.CONFIRM_VISIT, visit.id, "no")),
+            Button(texts.BUTTON_CONFIRM_VISIT, cb.encode(cb.CONFIRM_VISIT, visit.id, "yes", tag)),
+            Button(texts.BUTTON_DISPUTE_VISIT, cb.encode(cb.CONFIRM_VISIT, visit.id, "no", tag)),
         ),
     )
     return [Reply.send(t.chat_id, render.clip(text, render.MESSAGE_BUDGET), buttons)]
@@ -190,7 +193,8 @@ async def open_confirmation(t: Turn, person: Person | None, payload: str) -> lis
 
 async def on_confirm_button(t: Turn, person: Person | None, data: Callback) -> list[Reply]:
     visit = await _confirmable(t, int(data.part(0))) if data.part(0).isdigit() else None
-    if visit is None:
+    expected = button_tag(await t.engine.link_secret(t), "visit", data.part(0), t.incoming.user_id)
+    if visit is None or not hmac.compare_digest(data.part(2), expected):
         return stale(t)
     if visit.confirmation:
         return stale(t, texts.VISIT_ALREADY_DONE)

@@ -164,6 +164,10 @@ async def test_a_door_to_door_answer_is_a_proxy_submission_the_household_can_con
     household = fake.user()
     shown = (await household.send(f"/start {found.group(1)}"))[-1]
     assert "王网格" in shown.text and "3栋2单元101" in shown.text and "要先公开补偿标准" in shown.text
+    intruder = fake.user()  # button data can be forged by a client; it is bound to who opened the link
+    await intruder.send("/start")
+    forged = await intruder.click(data=shown.button_data(texts.BUTTON_CONFIRM_VISIT), expect=0)
+    assert forged.answer_text == texts.STALE_BUTTON
     await household.click(texts.BUTTON_CONFIRM_VISIT)
     assert visit.receipt in (await household.send("/mydata"))[-1].text
     again = (await fake.user().send(f"/start {found.group(1)}"))[-1]
