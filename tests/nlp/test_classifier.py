@@ -89,3 +89,19 @@ def test_uncertain_when_the_best_score_is_near_its_threshold() -> None:
     assert decide(np.array([0.9, 0.1])).uncertain is False
     assert decide(np.array([0.05, 0.02])) == Prediction((), {"a": 0.05, "b": 0.02}, False)
     assert decide(np.array([0.2, 0.35])).uncertain is True
+
+
+def test_single_matrix_scores_equal_the_pipeline_scores(topic_model: TextClassifier) -> None:
+    from nlp.classifier import _decisions, calibrated
+
+    texts = ["公交太少", "学校太远", "看病太贵", ""]
+    slow = calibrated(_decisions(topic_model.pipeline, texts, 3), topic_model.platt, multilabel=False)
+    assert np.allclose(topic_model.scores(texts), slow)
+
+
+def test_two_label_single_label_data() -> None:
+    texts = ["公交车太少了", "路口太堵了", "地铁太挤了", "医院排队太久", "看病太贵了", "医保报销太少"]
+    labels = ["交通"] * 3 + ["医疗"] * 3
+    model, _ = fit_multiclass(texts * 2, labels * 2, FAST, folds=3)
+    assert model.predict_one("公交车太挤").labels == ("交通",)
+    assert model.scores(["医院看病"]).shape == (1, 2)
