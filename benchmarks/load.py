@@ -115,6 +115,10 @@ class Phase:
             "p95_ms": round(self.percentile(0.95), 1),
             "p99_ms": round(self.percentile(0.99), 1),
             "bot_cpu_percent": round(100 * self.usage.cpu_seconds / self.seconds, 1) if self.seconds else 0.0,
+            # CPU time per update: unlike updates/s, it hardly depends on what else the machine runs.
+            "bot_cpu_ms_per_update": round(1000 * self.usage.cpu_seconds / self.updates, 2)
+            if self.updates
+            else 0.0,
             "bench_cpu_percent": round(100 * self.bench_cpu_seconds / self.seconds, 1)
             if self.seconds
             else 0.0,

@@ -125,6 +125,8 @@ class DialogEngine:
             row = await repo.version_by_id(turn.session, version_id)
             if row is None:
                 raise LookupError(f"questionnaire version {version_id} does not exist")
+            if version_id in self._questionnaires:  # parsed by another update while this one read
+                return self._questionnaires[version_id]
             if len(self._questionnaires) >= QUESTIONNAIRE_CACHE:
                 del self._questionnaires[next(iter(self._questionnaires))]
             cached = self._questionnaires[version_id] = parse_survey(row.source, f"version {version_id}")

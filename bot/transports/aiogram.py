@@ -17,6 +17,17 @@ from aiogram.exceptions import (
 )
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.methods import (
+    AnswerCallbackQuery,
+    DeleteWebhook,
+    EditMessageText,
+    GetMe,
+    GetUpdates,
+    SendMessage,
+    SendPhoto,
+    SetWebhook,
+)
+from aiogram.methods.base import Response
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
@@ -30,6 +41,17 @@ from aiohttp import ClientConnectorError
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
 from bot.transports.base import Failure, SendFailed, deliver_with_retries, handle_safely, mark_blocked
+
+# aiogram parses every Bot API reply with a pydantic model Response[T] that it builds on the spot; pydantic
+# caches such models only weakly, so the garbage collector drops them and the next reply builds them again
+# (a tenth of the bot's CPU under load, measured with py-spy). Holding them here keeps them cached.
+_RESPONSE_MODELS = [
+    Response[method.__returning__]  # type: ignore[name-defined]
+    for method in (
+        AnswerCallbackQuery, DeleteWebhook, EditMessageText, GetMe, GetUpdates, SendMessage, SendPhoto,
+        SetWebhook,
+    )
+]  # fmt: skip
 
 
 class AiogramTransport:
