@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from bot.engine import DialogEngine
 from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
 from bot.survey_file import parse_survey, survey_hash
@@ -160,6 +161,14 @@ class RunningBot:
         await self.transport.stop()
         await self.task
         await self.transport.close()
+        # Classification still running after the last reply holds a connection: let it finish, as
+        # `minyi run` does on shutdown, before the test's database is closed.
+        await self.engine.tagging.drain()
+
+    @property
+    def engine(self) -> DialogEngine:
+        engine: DialogEngine = self.transport.engine  # type: ignore[attr-defined]
+        return engine
 
     async def restart(self) -> None:
         """Stop this bot and start a new engine and transport: nothing survives but the database."""

@@ -71,8 +71,7 @@ async def test_the_classifier_tags_after_the_reply_and_text_is_redacted(running_
     tag = await tag_of(running_bot.db, "reasons")
     assert "13912345678" not in tag.redacted and "补偿太低了" in tag.redacted
     assert not tag.urgent
-    engine: DialogEngine = running_bot.transport.engine  # type: ignore[attr-defined]
-    await engine.tagging.drain(seconds=120)
+    await running_bot.engine.tagging.drain(seconds=120)
     tag = await tag_of(running_bot.db, "reasons")
     assert tag.tagged_at is not None and tag.categories is not None and "compensation" in tag.categories
     assert tag.scores is not None and tag.scores["compensation"] > 0.5
