@@ -22,6 +22,7 @@ def upgrade_command(_args: argparse.Namespace) -> int:
     config = settings()
     open_database(config.database_url)  # a URL that cannot work is refused before Alembic sees it
     from storage.migrate import upgrade_sync
+
     try:
         upgrade_sync(config.database_url)
     except (OperationalError, DBAPIError, OSError) as error:
