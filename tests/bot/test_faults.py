@@ -177,9 +177,13 @@ async def test_postgres_connections_dropped_mid_load(recording: RecordingTelegra
     assert_clean(await audit(postgres_url, recording, traces))
 
 
+@pytest.mark.postgres
 async def test_bot_killed_and_restarted_mid_load(
-    recording: RecordingTelegram, database_url: str, tmp_path: Path
+    recording: RecordingTelegram, postgres_url: str, tmp_path: Path
 ) -> None:
+    """The production setup (webhook, PostgreSQL) under load; SIGKILL on SQLite between commit and reply
+    is tests/bot/test_crash_recovery.py's."""
+    database_url = postgres_url
     seeded = await seed(database_url, migrate=False)
     # Webhook mode: an update is acknowledged only after its commit, so a killed process drops nothing;
     # Telegram posts it again to the restarted one. (Long polling confirms updates when it fetches them.)
