@@ -49,6 +49,7 @@ from minyi.loadrun import (
 POSTGRES_ADMIN_URL = os.environ.get(
     "MINYI_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+RSS_EVERY = 30.0  # seconds between the points of the memory timeline
 BARE_STEPS = 20  # about what one questionnaire takes: a start, a consent, ~17 answers and the submit
 
 
@@ -60,6 +61,8 @@ class Usage:
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     peak_rss_mb: float = 0.0
+    # (seconds into the load, MB) every RSS_EVERY seconds: flat after warming up, or growing?
+    timeline: list[tuple[float, float]] = field(default_factory=list)
     _last: dict[int, float] = field(default_factory=dict)
 
     def sample(self, root_pid: int) -> float:
@@ -125,6 +128,7 @@ class Phase:
             "rss_start_mb": round(self.usage.rss_start_mb, 1),
             "rss_end_mb": round(self.usage.rss_end_mb, 1),
             "peak_rss_mb": round(self.usage.peak_rss_mb, 1),
+            "rss_timeline": self.usage.timeline,
         }
         if self.audit is not None:
             result.update(
@@ -224,16 +228,19 @@ async def measured(
 
     async def sampler() -> None:
         while not done.is_set():
-            usage.sample(bot.pid)
+            mb = usage.sample(bot.pid)
+            elapsed = time.monotonic() - started
+            if not usage.timeline or elapsed - usage.timeline[-1][0] >= RSS_EVERY:
+                usage.timeline.append((round(elapsed, 1), round(mb, 1)))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(0.5):
                     await done.wait()
 
     me = psutil.Process()
     own_before = sum(me.cpu_times()[:2])
+    started = time.monotonic()
     sampling = asyncio.create_task(sampler())
     injected = [asyncio.create_task(fault()) for fault in faults]
-    started = time.monotonic()
     try:
         updates, latencies, finished = await load()
     finally:
