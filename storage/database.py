@@ -47,7 +47,7 @@ class Database:
     on an asyncio lock instead of on SQLite's file lock. Readers use `reading()`.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"echo": echo}
@@ -56,7 +56,11 @@ class Database:
             if database and database != ":memory:":
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         else:
-            options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=60)
+            # pre_ping tests each pooled connection before use (a round trip per transaction); callers that
+            # retry on a dropped connection anyway, like the bot's engine, can do without it.
+            options.update(
+                pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_timeout=60
+            )
         self.engine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             _prepare_sqlite(self.engine)
