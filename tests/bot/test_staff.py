@@ -203,6 +203,7 @@ async def test_an_urgent_answer_alerts_the_grid_worker_and_assessors_on_duty_and
     mine = await add_staff(db, fake, "gridworker", grid_ids=[project.grid_ids["G01"]], name="王网格")
     other_grid = await add_staff(db, fake, "gridworker", grid_ids=[project.grid_ids["G02"]], name="李网格")
     on_duty = await add_staff(db, fake, "assessor", name="赵评估", on_duty=True)
+    gone = await add_staff(db, fake, "assessor", name="周评估", on_duty=True)  # will block the bot
     off_duty = await add_staff(db, fake, "assessor", name="孙评估", on_duty=False)
     admin = await add_staff(db, fake, "admin", name="钱管理")
     worker, assessor = fake.user(mine.telegram_id), fake.user(on_duty.telegram_id)
@@ -222,6 +223,8 @@ async def test_an_urgent_answer_alerts_the_grid_worker_and_assessors_on_duty_and
     for outsider in (other_grid, off_duty, admin):
         assert fake.chat_messages(outsider.telegram_id) == []
 
+    await fake.user(gone.telegram_id).wait_for(lambda: len(fake.chat_messages(gone.telegram_id)) == 1)
+    fake.block(gone.telegram_id)  # updating their copy fails with 403: the others still get theirs
     click = await worker.click(texts.BUTTON_ACK, expect=0)
     assert click.answer_text == texts.ALERT_ACK_TOAST
     assert worker.last.text.endswith(texts.ALERT_ACKED_BY_YOU) and worker.last.buttons == []
@@ -231,7 +234,12 @@ async def test_an_urgent_answer_alerts_the_grid_worker_and_assessors_on_duty_and
         stored = (await session.scalars(select(Alert))).one()
         copies = (await session.scalars(select(AlertDelivery))).all()
     assert (stored.status, stored.acknowledged_by_id) == ("acknowledged", mine.id)
-    assert sorted((c.person_id, c.audience) for c in copies) == [(mine.id, "grid"), (on_duty.id, "assessor")]
+    assert sorted((c.person_id, c.audience) for c in copies) == [
+        (mine.id, "grid"),
+        (on_duty.id, "assessor"),
+        (gone.id, "assessor"),
+    ]
+    await wait_until(lambda: _blocked(db, gone.telegram_id), 10, "marked as having blocked the bot")
     actions = await audit_actions(db)
     assert actions.index("alert.sent") < actions.index("alert.acknowledged")
 
@@ -279,3 +287,7 @@ async def test_unacknowledged_or_escalated_alerts_reach_the_admins(staff_bot_fac
         ("escalated", None),
     ]
     assert sorted(detail["reason"] for detail in reasons) == [f"person:{row.id}", "timeout"]
+
+
+async def _blocked(db: Database, telegram_id: int) -> bool:
+    return (await person(db, telegram_id)).blocked_bot
