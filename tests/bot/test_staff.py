@@ -94,6 +94,11 @@ async def test_an_invitation_gives_a_role_once_and_roles_are_checked_on_every_co
     actions = await audit_actions(db)
     assert actions.count("invite.accepted") == 1 and actions.count("invite.refused") == 2
 
+    assessor = fake.user((await add_staff(db, fake, "assessor", on_duty=True)).telegram_id)
+    assert (await assessor.send("/duty off"))[-1].text == texts.DUTY_OFF
+    assert not (await person(db, assessor.user_id)).on_duty
+    assert (await assessor.send("/qr"))[-1].text == texts.HELP_ASSESSOR  # no grid of their own
+
 
 @ONE_EACH_CROSSED
 async def test_a_workers_qr_link_attributes_answers_to_worker_and_grid(staff_bot: StaffBot) -> None:
@@ -177,6 +182,10 @@ async def test_a_door_to_door_answer_is_a_proxy_submission_the_household_can_con
     await resident.send(project.start("G02"))
     await resident.click("同意")
     await resident.click("附近居民")
+    progress = (await worker.send("/progress"))[-1].text
+    assert "【网格G02】100 户\n已开始 2 · 已提交 1（其中代填 1）· 回收率 1%" in progress
+    started = (await session_receipts(db))[-1]
+    assert f"· {started}：已答 1 题" in progress  # who to visit next
     async with db.reading() as session:
         confirmed = await session.get(Submission, visit.id)
         rows = await repo.submission_rows(session, project.id)
@@ -291,3 +300,8 @@ async def test_unacknowledged_or_escalated_alerts_reach_the_admins(staff_bot_fac
 
 async def _blocked(db: Database, telegram_id: int) -> bool:
     return (await person(db, telegram_id)).blocked_bot
+
+
+async def session_receipts(db: Database) -> list[str]:
+    async with db.reading() as session:
+        return list((await session.scalars(select(Submission.receipt).order_by(Submission.id))).all())
