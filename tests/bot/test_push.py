@@ -166,7 +166,7 @@ def delivered(fake: FakeTelegram, chat_ids: set[int]) -> int:
     ("transport", "database_url", "residents", "rate"),
     [
         ("aiogram", "sqlite", 5000, 250.0),
-        pytest.param("ptb", "postgres", 300, 60.0, marks=pytest.mark.postgres),
+        pytest.param("ptb", "postgres", 150, 20.0, marks=pytest.mark.postgres),  # a limit PTB reaches
     ],
     indirect=["database_url"],
 )
