@@ -99,6 +99,11 @@ class RecordingTelegram(FakeTelegram):
             await self.redeliver(update_id)  # the bot gets it twice in a row
         return update_id
 
+    @property
+    def pending_failures(self) -> int:
+        """Injected failures (fail_next) not yet used up by a call."""
+        return len(self._fail_rules)
+
     def forget_calls(self) -> None:
         """Drop the call log: a long run would otherwise keep every call in memory."""
         self.calls.clear()
