@@ -246,6 +246,9 @@ async def measured(
     injected = [asyncio.create_task(fault()) for fault in faults]
     try:
         updates, latencies, finished = await load()
+    except BaseException:
+        await bot.stop()  # never leave the bot running after a failed run
+        raise
     finally:
         seconds = time.monotonic() - started
         done.set()
