@@ -52,6 +52,8 @@ async def run_demo(
     folder: Path, *, residents: int = 50, transport: str = "aiogram", seed: int = 2026
 ) -> DemoResult:
     started = time.monotonic()
+    # Absolute, because the bot runs in a process of its own with a working directory of its own.
+    folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "demo.db"
     for leftover in (path, path.with_suffix(".db-wal"), path.with_suffix(".db-shm")):

@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 STARTUP_SECONDS = 120.0  # importing the frameworks and loading the risk model on a busy machine
 
 
+class BotStartError(Exception):
+    """The bot process exited or hung before it took its first update."""
+
+
 class BotProcess:
     """A bot in its own process, so it has a core of its own and can be killed like a real deployment."""
 
@@ -82,10 +86,10 @@ async def start_bot_process(
         # Counting this process's calls only: a long poll of an earlier, killed process may still complete.
         while len(fake.calls_of(method)) <= count:
             if process.returncode is not None:
-                raise RuntimeError(f"the bot exited during start-up with code {process.returncode}")
+                raise BotStartError(f"the bot exited during start-up with code {process.returncode}")
             if time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"the bot did not start within {STARTUP_SECONDS:.0f} s")
+                raise BotStartError(f"the bot did not start within {STARTUP_SECONDS:.0f} s")
             await asyncio.sleep(0.1)
 
     await wait("deleteWebhook", starts_before)  # both transports clear any webhook before polling

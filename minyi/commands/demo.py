@@ -25,9 +25,21 @@ def register(subparsers: Any) -> None:
 
 def demo_command(args: argparse.Namespace) -> int:
     from minyi.demo import report, run_demo
+    from minyi.processes import BotStartError
 
     if not 1 <= args.residents <= 2000:
         raise CommandError("--residents must be between 1 and 2000")
-    result = run(run_demo(Path(args.dir), residents=args.residents, transport=args.transport))
+    folder = Path(args.dir).resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"cannot use {args.dir} for the demo's data: {error.strerror}") from None
+    try:
+        result = run(run_demo(folder, residents=args.residents, transport=args.transport))
+    except BotStartError as error:
+        log = folder / "demo-bot.log"
+        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if log.exists() else []
+        reason = lines[-1] if lines else "no output"
+        raise CommandError(f"{error} ({reason}); the bot's log is {log}") from None
     print(report(result))
     return 0
