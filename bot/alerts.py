@@ -61,10 +61,19 @@ class AlertSender:
     async def _first_round(self) -> None:
         async with self.db.transaction() as session:
             plans: list[tuple[AlertView, list[Recipient], list[int]]] = []
-            for alert in await alerting.queued(session):
+            for alert in await alerting.queued(session) + await alerting.unrouted(session):
                 recipients = await alerting.first_recipients(session, alert)
                 if not recipients:  # no worker for the grid and no assessor on duty: straight to the admins
                     recipients = await alerting.admins(session)
+                if alert.status == alerting.UNROUTED:
+                    # Retried only on someone not tried before (a worker added to the grid, an assessor on
+                    # duty, a new admin), the admins when the grid's people all failed; nobody new: wait.
+                    tried = await alerting.already_tried(session, alert.id)
+                    recipients = [r for r in recipients if r.person_id not in tried]
+                    if not recipients:
+                        recipients = [r for r in await alerting.admins(session) if r.person_id not in tried]
+                    if not recipients:
+                        continue
                 ids = await alerting.announce(session, alert.id, recipients)
                 plans.append((await alerting.view(session, alert), recipients, ids))
         for view, recipients, ids in plans:

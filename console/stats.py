@@ -573,6 +573,7 @@ ALERT_STATUS_NAMES = {
     "sent": "已通知",
     "acknowledged": "已确认",
     "escalated": "已上报",
+    "unrouted": "无人接收",
 }
 
 

@@ -13,7 +13,9 @@ from storage.models import Alert, AlertDelivery, Grid, GridWorker, Person, Proje
 from storage.repository import audit
 
 QUEUED, SENT, ACKNOWLEDGED, ESCALATED = "queued", "sent", "acknowledged", "escalated"
-UNROUTED = "unrouted"  # nobody to send it to: no worker for the grid, no assessor on duty, no admin
+# Nobody could be told: no worker for the grid, no assessor on duty, no admin, or every copy failed. Such an
+# alert stays on the console's dashboard and goes out as soon as someone new can receive it.
+UNROUTED = "unrouted"
 GRID, ASSESSOR, ADMIN = "grid", "assessor", "admin"
 
 
@@ -50,6 +52,17 @@ class Copy:
 async def queued(session: AsyncSession, limit: int = 50) -> list[Alert]:
     query = select(Alert).where(Alert.status == QUEUED).order_by(Alert.id).limit(limit)
     return list((await session.scalars(query)).all())
+
+
+async def unrouted(session: AsyncSession, limit: int = 50) -> list[Alert]:
+    query = select(Alert).where(Alert.status == UNROUTED).order_by(Alert.id).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def already_tried(session: AsyncSession, alert_id: int) -> set[int]:
+    """The people a copy of the alert was sent to, or tried: an unrouted alert is not tried on them again."""
+    query = select(AlertDelivery.person_id).where(AlertDelivery.alert_id == alert_id)
+    return {person_id for person_id in (await session.scalars(query)).all() if person_id is not None}
 
 
 async def view(session: AsyncSession, alert: Alert) -> AlertView:
@@ -134,7 +147,7 @@ async def record_sent(session: AsyncSession, alert_id: int, copies: Sequence[Cop
     delivered = [c for c in copies if c.status == "sent"]
     now = utcnow()
     alert.sent_at = alert.sent_at or now
-    if alert.status == QUEUED:  # someone may have acted on a copy already
+    if alert.status in (QUEUED, UNROUTED):  # someone may have acted on a copy already
         alert.status = SENT if delivered else UNROUTED
     if any(c.recipient.audience == ADMIN for c in copies):
         alert.admins_notified_at = now

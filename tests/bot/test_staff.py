@@ -298,6 +298,45 @@ async def test_unacknowledged_or_escalated_alerts_reach_the_admins(staff_bot_fac
     assert sorted(detail["reason"] for detail in reasons) == [f"person:{row.id}", "timeout"]
 
 
+@ONE_EACH
+async def test_an_alert_nobody_could_receive_waits_and_reaches_the_first_person_who_can(
+    staff_bot: StaffBot,
+) -> None:
+    db, fake = staff_bot.db, staff_bot.fake
+    project = await create_project(db)
+    elsewhere = await add_staff(db, fake, "gridworker", grid_ids=[project.grid_ids["G02"]], name="李网格")
+    resident = fake.user()
+    await answer_up_to_reasons(resident, project.start("G01"))  # G01 has no worker, nobody is on duty
+    await resident.send(URGENT)
+
+    async def status() -> str:
+        async with db.reading() as session:
+            alert = (await session.scalars(select(Alert))).first()
+        return alert.status if alert is not None else ""
+
+    async def unrouted() -> bool:
+        return await status() == "unrouted"
+
+    await wait_until(unrouted, 10, "the alert marked as reaching nobody")
+    await asyncio.sleep(0.3)  # more passes of the outreach loop: still nobody to tell, nothing sent
+    assert fake.chat_messages(elsewhere.telegram_id) == []
+
+    # A worker is put on the grid: the waiting alert goes to them, once, and to nobody outside the grid.
+    newcomer = await add_staff(db, fake, "gridworker", grid_ids=[project.grid_ids["G01"]], name="王网格")
+    worker = fake.user(newcomer.telegram_id)
+    await worker.wait_for(lambda: any("紧急情况提醒" in m.text for m in worker.messages))
+
+    async def sent() -> bool:
+        return await status() == "sent"
+
+    await wait_until(sent, 10, "the alert marked as sent")  # recorded once the copies are out
+    await asyncio.sleep(0.3)
+    assert [m.text.count("紧急情况提醒") for m in worker.messages] == [1]
+    assert fake.chat_messages(elsewhere.telegram_id) == []
+    actions = await audit_actions(db)
+    assert actions.index("alert.unrouted") < actions.index("alert.sent")
+
+
 async def _blocked(db: Database, telegram_id: int) -> bool:
     return (await person(db, telegram_id)).blocked_bot
 

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 
 from console.levels import DEFAULT_RULES
 from storage.models import (
+    Alert,
     AuditEntry,
     ConsoleSession,
     LevelSignoff,
@@ -122,6 +123,19 @@ async def test_grid_worker_sees_only_their_grid(console: Console) -> None:
     # A grievance of another grid cannot be decided on, nor seen through the risk pages.
     status, _, _ = await client.post(f"{P}/review/{console.seeded.grievance_ids[1]}", {"action": "note"})
     assert status == 403
+
+
+async def test_alerts_nobody_could_receive_are_named_on_the_dashboard(console: Console) -> None:
+    client = await console.client("zhang")
+    _, body = await client.get(P)
+    assert 'id="unrouted"' not in body
+    async with console.db.transaction() as session:
+        first_two = select(Alert.id).order_by(Alert.id).limit(2).scalar_subquery()
+        await session.execute(update(Alert).where(Alert.id.in_(first_two)).values(status="unrouted"))
+    _, body = await client.get(P)
+    assert re.search(r"<td>无人接收</td><td>2</td>", body), "the count by state names them"
+    warning = re.search(r'<p class="warning" role="alert" id="unrouted">(.*?)</p>', body, re.S)
+    assert warning is not None and "有 2 条紧急情况尚无人接收" in warning[1]
 
 
 @BOTH_DATABASES
