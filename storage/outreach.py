@@ -165,6 +165,10 @@ async def claim_recipients(session: AsyncSession, campaign_id: int, limit: int) 
             )
             .order_by(CampaignRecipient.id)
             .limit(limit)
+            # Two senders at once (one stalled past its lease while another took over) must never claim
+            # the same recipient: on PostgreSQL each skips the rows the other is claiming. SQLite writes
+            # one transaction at a time, so there the plain read is enough (and FOR UPDATE is not sent).
+            .with_for_update(skip_locked=True)
         )
     ).all()
     if not rows:
@@ -424,6 +428,7 @@ async def claim_notices(session: AsyncSession, limit: int) -> list[ClaimedNotice
             .where(Notification.status == "queued")
             .order_by(Notification.id)
             .limit(limit)
+            .with_for_update(of=Notification, skip_locked=True)  # as in claim_recipients
         )
     ).all()
     claimed = []

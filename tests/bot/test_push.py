@@ -16,8 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import texts
+from bot.engine import DialogEngine
 from bot.fakeapi import ApiCall, FakeTelegram
-from bot.push import Pacer, QuietHours
+from bot.push import CampaignRun, Courier, Pacer, QuietHours
+from minyi.wiring import make_transport
 from storage import outreach
 from storage.database import Database
 from storage.models import Answer, CampaignRecipient, Notification, Person, RecipientState
@@ -37,7 +39,7 @@ from tests.bot.staff_support import (
     shanghai,
     wait_until,
 )
-from tests.conftest import create_project
+from tests.conftest import LINK_SECRET, bot_settings, create_project
 
 MESSAGES = ("sendMessage", "editMessageText", "sendPhoto")
 
@@ -232,6 +234,51 @@ async def test_a_push_reaches_every_resident_once_within_the_rate_through_errors
         )
     assert states == {RecipientState.SENT: residents - len(blocked), RecipientState.BLOCKED: len(blocked)}
     assert marked == blocked
+
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+async def test_two_processes_running_one_campaign_never_send_anyone_twice(
+    database_url: str, fake: FakeTelegram, db: Database
+) -> None:
+    """The outreach lease keeps one sender at a time; this is the moment it does not (a sender stalled past
+    its lease while another took over): both claim recipients from one campaign at once."""
+    project = await create_project(db)
+    chat_ids = await add_residents(db, fake, project, 600)
+    async with db.transaction() as session:
+        pushed = await outreach.create_campaign(
+            session,
+            project_id=project.id,
+            grid_ids=[project.grid_ids["G01"]],
+            only_unanswered=False,
+            created_by="test",
+        )
+    # Two processes: each its own connection pool, its own transport, its own pacer.
+    settings = fast_settings(rate=1000.0, window_seconds=0.05)
+    runs, transports, databases = [], [], []
+    for name in ("aiogram", "ptb"):
+        database = Database(database_url)
+        engine = DialogEngine(database, bot_username=fake.bot_username, link_secret=LINK_SECRET)
+        transport = make_transport(name, engine, bot_settings(fake, database))
+        runs.append(CampaignRun(database, Courier(transport, settings), pushed.id))
+        transports.append(transport)
+        databases.append(database)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(run.run() for run in runs)), 120)
+    finally:
+        for transport in transports:
+            await transport.close()
+        for database in databases:
+            await database.dispose()
+
+    per_chat = Counter(c.params["chat_id"] for c in fake.calls_of("sendMessage") if c.status == 200)
+    twice = [chat for chat in chat_ids if per_chat[chat] > 1]
+    assert not twice, f"{len(twice)} residents got the invitation twice"
+    assert all(per_chat[chat] == 1 for chat in chat_ids)
+    async with db.reading() as session:
+        states = Counter((await session.scalars(select(CampaignRecipient.state))).all())
+    assert states == {RecipientState.SENT: len(chat_ids)}
 
 
 @ONE_EACH_CROSSED
