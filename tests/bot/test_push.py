@@ -167,8 +167,10 @@ def delivered(fake: FakeTelegram, chat_ids: set[int]) -> int:
 @pytest.mark.parametrize(
     ("transport", "database_url", "residents", "rate"),
     [
+        # A raised limit keeps this quick (about 100/s here); the pacer's limit where it binds is tested
+        # above on a virtual clock, and at the real 25/s by benchmarks/push.py.
         ("aiogram", "sqlite", 5000, 250.0),
-        pytest.param("ptb", "postgres", 150, 20.0, marks=pytest.mark.postgres),  # a limit PTB reaches
+        pytest.param("ptb", "postgres", 5000, 250.0, marks=pytest.mark.postgres),
     ],
     indirect=["database_url"],
 )
@@ -214,8 +216,12 @@ async def test_a_push_reaches_every_resident_once_within_the_rate_through_errors
     assert all(len(fake.chat_messages(chat_id)) == 1 for chat_id in list(everyone - blocked)[:200])
 
     # Every call Telegram saw, retries and status edits included, stayed within the rate.
-    assert most_in_any_window([c.time for c in sends(fake)]) <= rate
-    print(f"{residents} residents in {took:.1f}s: {residents / took:.0f}/s against a limit of {rate:.0f}/s")
+    busiest = most_in_any_window([c.time for c in sends(fake)])
+    assert busiest <= rate
+    print(
+        f"{residents} residents in {took:.1f}s: {residents / took:.0f}/s, "
+        f"busiest second {busiest}, limit {rate:.0f}/s"
+    )
     first_flood = min(c.time for c in fake.calls if c.status == 429)
     assert not [c for c in sends(fake) if first_flood + 0.3 < c.time < first_flood + 0.95]
 
