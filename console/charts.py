@@ -31,6 +31,8 @@ class ChartFontError(RuntimeError):
 def cjk_font_file() -> tuple[str, int]:
     configured = os.environ.get("MINYI_CJK_FONT", "").strip()
     if configured:
+        if not os.path.isfile(configured):
+            raise ChartFontError(f"MINYI_CJK_FONT={configured} is not a font file")
         return configured, 2 if configured.endswith(".ttc") and "NotoSansCJK" in configured else 0
     for path, index in FONT_CANDIDATES:
         if os.path.isfile(path):

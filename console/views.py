@@ -670,7 +670,14 @@ async def report_docx(request: web.Request) -> web.StreamResponse:
     import asyncio
 
     project, data = await _report_data(request, "docx")
-    body = await asyncio.to_thread(report.build_docx_bytes, data)
+    try:
+        body = await asyncio.to_thread(report.build_docx_bytes, data)
+    except charts.ChartFontError:
+        # The server lacks a Chinese font: say what to install instead of failing with a bare 500.
+        message = (
+            "服务器缺少中文字体，无法生成报告中的图表。请管理员安装 fonts-noto-cjk，或设置 MINYI_CJK_FONT。"
+        )
+        return render(request, "error.html", status=503, message=message)
     return _download(
         body,
         f"{project.code}-assessment.docx",

@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
 
 def report_command(args: argparse.Namespace) -> int:
     from console import report
+    from console.charts import ChartFontError
 
     form = args.format or ("xlsx" if args.out.lower().endswith(".xlsx") else "docx")
     config = settings()
@@ -42,7 +43,10 @@ def report_command(args: argparse.Namespace) -> int:
             return data
 
     data = run(gather())
-    body = report.build_xlsx_bytes(data) if form == "xlsx" else report.build_docx_bytes(data)
+    try:
+        body = report.build_xlsx_bytes(data) if form == "xlsx" else report.build_docx_bytes(data)
+    except ChartFontError as error:
+        raise CommandError(str(error)) from None
     try:
         Path(args.out).write_bytes(body)
     except OSError as error:

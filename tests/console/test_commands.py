@@ -127,6 +127,25 @@ async def test_report_refuses_an_unknown_project(db: Database, tmp_path: Path) -
     assert code == 1 and "no project with code 'NOPE'" in out
 
 
+async def test_a_report_without_a_chinese_font_says_what_to_install(db: Database, tmp_path: Path) -> None:
+    await seed(db, 5)
+    out_file = tmp_path / "x.docx"
+    code, out = await minyi(
+        db.url.render_as_string(hide_password=False),
+        "report",
+        "--project",
+        "RW",
+        "--out",
+        str(out_file),
+        MINYI_CJK_FONT=str(tmp_path / "no-such-font.ttc"),
+    )
+    assert code == 1 and "Traceback" not in out, out
+    assert out.strip().splitlines() == [
+        f"minyi: MINYI_CJK_FONT={tmp_path / 'no-such-font.ttc'} is not a font file"
+    ]
+    assert not out_file.exists()
+
+
 async def test_retrain_on_confirmed_labels(db: Database, tmp_path: Path) -> None:
     code, out = await _run(db, "nlp", "train", "--from-db", "--out", str(tmp_path / "m"))
     assert code == 1 and "no confirmed categories" in out

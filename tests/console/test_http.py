@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 
+from console import charts
 from console.levels import DEFAULT_RULES
 from storage.models import (
     Alert,
@@ -359,3 +361,21 @@ async def test_report_downloads(console: Console, kind: str) -> None:
         assert response.status == 200
         assert "attachment" in response.headers["Content-Disposition"]
     assert body[:2] == b"PK"
+
+
+async def test_a_report_without_a_chinese_font_is_refused_with_what_to_install(
+    console: Console, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MINYI_CJK_FONT", str(tmp_path / "no-such-font.ttc"))
+    charts.cjk_font_file.cache_clear()  # read once per process; this test changes it
+    charts._font.cache_clear()
+    try:
+        client = await console.client("zhang")
+        async with client.http.get(client.url(f"{P}/report.docx")) as response:
+            page = await response.text()
+            assert response.status == 503
+        assert "fonts-noto-cjk" in page and "Content-Disposition" not in response.headers
+    finally:
+        monkeypatch.undo()
+        charts.cjk_font_file.cache_clear()
+        charts._font.cache_clear()

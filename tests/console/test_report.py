@@ -25,8 +25,9 @@ PHONE = "13812345678"
 FORMULA = '=HYPERLINK("http://x.example","点我")'
 
 
-async def minyi(database_url: str, *args: str) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MINYI_")}
+async def minyi(database_url: str, *args: str, **settings: str) -> tuple[int, str]:
+    """`minyi ARGS` in a process of its own with only the database and `settings` (MINYI_*) set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINYI_")} | settings
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
