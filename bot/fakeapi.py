@@ -420,6 +420,12 @@ class FakeTelegram:
         """getUpdates requests now held open waiting for updates: a bot that is polling has one."""
         return self._waiting_polls
 
+    @property
+    def polls_started(self) -> int:
+        """getUpdates requests that have arrived so far, answered or not: a bot's first one means it is
+        taking updates (`calls` records a long poll only when it is answered, seconds later)."""
+        return self._poll_generation
+
     def calls_of(self, method: str) -> list[ApiCall]:
         return [call for call in self.calls if call.method.lower() == method.lower()]
 

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -67,6 +68,7 @@ async def start_bot_process(
 ) -> BotProcess:
     """Start `minyi run` and return once it polls `fake` for updates."""
     starts_before = len(fake.calls_of("deleteWebhook"))
+    polls_before = fake.polls_started
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -82,9 +84,8 @@ async def start_bot_process(
     )
     deadline = time.monotonic() + STARTUP_SECONDS
 
-    async def wait(method: str, count: int) -> None:
-        # Counting this process's calls only: a long poll of an earlier, killed process may still complete.
-        while len(fake.calls_of(method)) <= count:
+    async def wait(reached: Callable[[], bool]) -> None:
+        while not reached():
             if process.returncode is not None:
                 raise BotStartError(f"the bot exited during start-up with code {process.returncode}")
             if time.monotonic() > deadline:
@@ -92,6 +93,8 @@ async def start_bot_process(
                 raise BotStartError(f"the bot did not start within {STARTUP_SECONDS:.0f} s")
             await asyncio.sleep(0.1)
 
-    await wait("deleteWebhook", starts_before)  # both transports clear any webhook before polling
-    await wait("getUpdates", len(fake.calls_of("getUpdates")))
+    # Counting this process's calls only: a long poll of an earlier, killed process may still complete.
+    # Both transports clear any webhook before polling; then the first long poll arrives.
+    await wait(lambda: len(fake.calls_of("deleteWebhook")) > starts_before)
+    await wait(lambda: fake.polls_started > polls_before)
     return BotProcess(process)
