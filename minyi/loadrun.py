@@ -10,7 +10,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -459,7 +459,7 @@ class BotProcess:
     async def start(self, stderr: Path | None = None) -> None:
         method = "setWebhook" if self.webhook else "deleteWebhook"
         before = len(self.fake.calls_of(method))
-        polls = len(self.fake.calls_of("getUpdates"))
+        polls = self.fake.polls_started  # arrivals: a long poll is recorded in `calls` only once answered
         self.stderr_path = stderr
         with open(stderr or os.devnull, "ab") as error_file:  # the child keeps its own copy
             self.process = await asyncio.create_subprocess_exec(
@@ -472,16 +472,16 @@ class BotProcess:
             )
         deadline = time.monotonic() + STARTUP_TIMEOUT
 
-        async def wait(method: str, count: int) -> None:
-            while len(self.fake.calls_of(method)) <= count:
+        async def wait(reached: Callable[[], bool]) -> None:
+            while not reached():
                 if self.process is None or self.process.returncode is not None or time.monotonic() > deadline:
                     await self.kill()  # never leave a half-started bot behind
                     raise RuntimeError(f"the bot did not start: {self.tail()}")
                 await asyncio.sleep(0.05)
 
-        await wait(method, before)
+        await wait(lambda: len(self.fake.calls_of(method)) > before)
         if not self.webhook:
-            await wait("getUpdates", polls)
+            await wait(lambda: self.fake.polls_started > polls)
 
     def tail(self) -> str:
         if self.stderr_path is None or not self.stderr_path.exists():
