@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -20,6 +21,8 @@ from bot.survey_file import parse_survey
 from bot.tagging import BackgroundTagging, NlpTagger, Tagger
 from storage import repository as repo
 from storage.database import Database
+from storage.models import Submission, SubmissionStatus
+from storage.repository import StoredAnswer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ LINK_SECRET_SETTING = "link_secret"
 # waiting 0.4, 0.8, ... 6.4 s in between: about 12 s, longer than a PostgreSQL restart takes.
 ATTEMPTS = 6
 QUESTIONNAIRE_CACHE = 32  # parsed questionnaire versions kept per process
+ANSWER_CACHE = 1024  # questionnaires in progress whose answers are remembered between updates
 
 
 class UserLocks:
@@ -57,6 +61,50 @@ class UserLocks:
                 del self._locks[user_id]
 
 
+class AnswerCache:
+    """The answers of questionnaires in progress, remembered from one update of a resident to the next,
+    so a step does not read them all again (a query, and rows to build, on every update).
+
+    An entry is used only while it provably matches the database: the submission (its receipt: ids can
+    be reused by SQLite) is still in progress, and its `answer_count`, which every saved answer raises
+    and which is read under the person's row lock, is the one the entry was made with. Only answers
+    committed by this process are kept; another process's answer changes the count, so its entry is
+    read again. Bounded: the least recently used entries go first, and a finished one at once.
+    """
+
+    def __init__(self, size: int = ANSWER_CACHE) -> None:
+        self.size = size
+        self._entries: OrderedDict[int, tuple[str, int, dict[str, StoredAnswer]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, submission: Submission) -> dict[str, StoredAnswer] | None:
+        entry = self._entries.get(submission.id)
+        if entry is None:
+            return None
+        receipt, count, answers = entry
+        if (
+            receipt != submission.receipt
+            or count != submission.answer_count
+            or submission.status != SubmissionStatus.IN_PROGRESS
+        ):
+            del self._entries[submission.id]
+            return None
+        self._entries.move_to_end(submission.id)
+        return dict(answers)  # the update changes its own copy
+
+    def keep(self, submission: Submission, answers: Mapping[str, StoredAnswer] | None) -> None:
+        """After commit: remember the submission's answers as committed (None: forget them)."""
+        if answers is None or submission.status != SubmissionStatus.IN_PROGRESS:
+            self._entries.pop(submission.id, None)
+            return
+        self._entries[submission.id] = (submission.receipt, submission.answer_count, dict(answers))
+        self._entries.move_to_end(submission.id)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 class DialogEngine:
     def __init__(
         self,
@@ -80,6 +128,7 @@ class DialogEngine:
         # Published versions never change, so a parsed questionnaire can be kept for the process's life;
         # a deployment has a handful of them (bounded all the same: the oldest parsed goes first).
         self._questionnaires: dict[int, Questionnaire] = {}
+        self.answers = AnswerCache()
 
     async def handle(self, incoming: Incoming, deliver: Deliver | None = None) -> list[Reply]:
         """Handle one update. Its effects are committed before `deliver` sends the replies, and one
@@ -99,10 +148,15 @@ class DialogEngine:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.db.transaction() as session:
-                    if not await repo.claim_update(session, incoming.update_id):
+                    claimed, person, _active = await repo.claim_update_and_sender(
+                        session, incoming.update_id, incoming.user_id
+                    )
+                    if not claimed:
                         return []  # delivered before: it changed what it had to change then
                     turn = Turn(session, incoming, self)
-                    replies = await router.handle(turn)  # staff flows by role, else the resident's
+                    # Staff flows by role, else the resident's; the sender's row is locked until commit,
+                    # and the questionnaire they are in is in the session (`session.get` finds it).
+                    replies = await router.handle(turn, person)
                 for action in turn.after_commit:
                     action()
                 return replies

@@ -8,12 +8,13 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Table, delete, func, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.models import (
     Alert,
@@ -185,6 +186,67 @@ async def person_by_telegram_id(
     return (await session.scalars(query)).first()
 
 
+async def person_with_active_submission(
+    session: AsyncSession, telegram_id: int
+) -> tuple[Person | None, Submission | None]:
+    """The person behind a Telegram account, their row locked until commit (PostgreSQL), and the
+    submission they are in the middle of, in one statement: every update of the bot needs both, and
+    the submission stays in the session, so `session.get` finds it without another query."""
+    if session.get_bind().dialect.name == "postgresql":
+        _fresh, person, submission = (await session.execute(_sender_query(telegram_id))).one()
+    else:
+        # SQLite: the transaction took the database's write lock at BEGIN, so what it reads is current.
+        query = (
+            select(Person, Submission)
+            .outerjoin(Submission, Submission.id == Person.active_submission_id)
+            .where(Person.telegram_id == telegram_id)
+        )
+        row = (await session.execute(query)).first()
+        person, submission = (row[0], row[1]) if row is not None else (None, None)
+    return person, await _current_submission(session, person, submission)
+
+
+def _sender_query(telegram_id: int, claim: Any = None) -> Any:
+    """PostgreSQL: the person's row and their active submission's, both locked, in one statement, after
+    the update's claim (a data-modifying CTE) when one is given; always exactly one row.
+
+    Both rows are locked on purpose. Under READ COMMITTED a statement that waits for a row lock (another
+    process handling the same person) gets the latest version of the rows it locks, but its snapshot of
+    any other row is from before the wait: an unlocked submission could be one answer behind.
+    """
+    fresh = select(func.count()).select_from(claim).scalar_subquery() if claim is not None else None
+    conditions = [Person.telegram_id == telegram_id]
+    if fresh is not None:
+        conditions.append(fresh >= 0)  # referring to the claim makes PostgreSQL run it before the lock
+    locked = select(Person).where(*conditions).with_for_update().cte("me")
+    active = (
+        select(Submission)
+        .join(locked, Submission.id == locked.c.active_submission_id)
+        .with_for_update(of=Submission)
+        .cte("mine")
+    )
+    # Exactly one row, whether the person exists or not, saying whether the update was claimed.
+    one = select((fresh if fresh is not None else func.count()).label("fresh")).subquery("one")
+    return (
+        select(one.c.fresh, aliased(Person, locked), aliased(Submission, active))
+        .select_from(one)
+        .outerjoin(locked, true())
+        .outerjoin(active, true())
+    )
+
+
+async def _current_submission(
+    session: AsyncSession, person: Person | None, submission: Submission | None
+) -> Submission | None:
+    if person is None or person.active_submission_id is None:
+        return None
+    if submission is None:
+        # Started by another process while this statement waited for the person's lock: too new for
+        # the statement's snapshot; a new statement sees it.
+        submission = await session.get(Submission, person.active_submission_id)
+    return submission
+
+
 async def ensure_person(session: AsyncSession, telegram_id: int) -> Person:
     """Find or create the person, safe when two processes create the same one at once."""
     dialect = session.get_bind().dialect.name
@@ -198,14 +260,44 @@ async def ensure_person(session: AsyncSession, telegram_id: int) -> Person:
 
 # --- updates -----------------------------------------------------------------------------------------
 
+_UPDATES = cast(Table, ProcessedUpdate.__table__)
+
+
+async def claim_update_and_sender(
+    session: AsyncSession, update_id: int, telegram_id: int
+) -> tuple[bool, Person | None, Submission | None]:
+    """What every update of the bot begins with: claim the update (False: handled before, nothing else
+    is read) and read its sender, row-locked, with the questionnaire they are in.
+
+    On PostgreSQL this is one round trip instead of two: the claim is a data-modifying CTE that the
+    lock waits for, so the order is the same as with two statements (claim, then lock).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        if not await claim_update(session, update_id):
+            return False, None, None
+        person, submission = await person_with_active_submission(session, telegram_id)
+        return True, person, submission
+    claim = (
+        pg_insert(_UPDATES)
+        .values(update_id=update_id, processed_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["update_id"])
+        .returning(_UPDATES.c.update_id)
+        .cte("claimed")
+    )
+    fresh, person, submission = (await session.execute(_sender_query(telegram_id, claim))).one()
+    if not fresh:
+        return False, None, None
+    return True, person, await _current_submission(session, person, submission)
+
 
 async def claim_update(session: AsyncSession, update_id: int) -> bool:
     """Record an update as handled; False when it was handled before (a redelivery)."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(ProcessedUpdate).values(update_id=update_id, processed_at=utcnow())
-    result = await session.execute(statement.on_conflict_do_nothing(index_elements=["update_id"]))
-    return bool(getattr(result, "rowcount", 0) == 1)
+    connection = await session.connection()
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(_UPDATES).values(update_id=update_id, processed_at=utcnow())
+    # On the session's connection, as plain Core: no ORM statement handling and no autoflush.
+    result = await connection.execute(statement.on_conflict_do_nothing(index_elements=["update_id"]))
+    return bool(result.rowcount == 1)
 
 
 # --- submissions and answers -------------------------------------------------------------------------
@@ -252,11 +344,32 @@ async def submissions_of_person(session: AsyncSession, person_id: int) -> Sequen
     return (await session.scalars(query)).all()
 
 
-async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, Answer]:
-    rows = await session.scalars(
-        select(Answer).where(Answer.submission_id == submission_id).order_by(Answer.seq)
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """One stored answer as the dialog needs it; `value` is the stored {"v": value} wrapper."""
+
+    id: int
+    question_code: str
+    value: dict[str, Any]
+    seq: int
+    raw_text: str = ""
+
+
+_ANSWER_TABLE = cast(Table, Answer.__table__)
+_ANSWERS = _ANSWER_TABLE.c
+
+
+async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, StoredAnswer]:
+    """A submission's answers by question, in the order they were given (`seq`)."""
+    # Plain Core on the session's connection: a dialog step reads them all on every update, and ORM
+    # objects (identity map, change tracking) cost several times more to build than these rows.
+    connection = await session.connection()
+    rows = await connection.execute(
+        select(_ANSWERS.id, _ANSWERS.question_code, _ANSWERS.value, _ANSWERS.seq, _ANSWERS.raw_text)
+        .where(_ANSWERS.submission_id == submission_id)
+        .order_by(_ANSWERS.seq)
     )
-    return {a.question_code: a for a in rows}
+    return {row.question_code: StoredAnswer(*row) for row in rows}
 
 
 async def save_answer(
@@ -267,25 +380,36 @@ async def save_answer(
     *,
     raw_text: str = "",
     update_id: int | None = None,
-    existing: Answer | None = None,
-) -> Answer:
-    """Store the answer to one question, replacing an earlier answer to the same question."""
+    existing: StoredAnswer | None = None,
+) -> StoredAnswer:
+    """Store the answer to one question, replacing an earlier answer to the same question.
+
+    One INSERT ... ON CONFLICT DO UPDATE, which keeps the row (and its id, which tags refer to) when the
+    question was answered before; `existing` is accepted for callers that have it but not needed.
+    """
+    del existing
     now = utcnow()
     seq = submission.answer_count + 1
-    if existing is None:
-        existing = Answer(submission_id=submission.id, question_code=question_code)
-        session.add(existing)
-    existing.value = {"v": value}
-    existing.raw_text = raw_text
-    existing.seq = seq
-    existing.answered_at = now
-    existing.update_id = update_id
-    await session.flush()  # the answer's id, for its tags
-    # Changed after the flush, the submission is written once at commit with the step it moves to
-    # (one UPDATE per answer instead of two).
+    connection = await session.connection()
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    values = {
+        "value": {"v": value},
+        "raw_text": raw_text,
+        "seq": seq,
+        "answered_at": now,
+        "update_id": update_id,
+    }
+    statement = (
+        insert(_ANSWER_TABLE)
+        .values(submission_id=submission.id, question_code=question_code, **values)
+        .on_conflict_do_update(index_elements=["submission_id", "question_code"], set_=values)
+        .returning(_ANSWERS.id)
+    )
+    answer_id = (await connection.execute(statement)).scalar_one()
+    # The submission is written once, at commit, with the step it moves to.
     submission.answer_count = seq
     submission.updated_at = now
-    return existing
+    return StoredAnswer(answer_id, question_code, {"v": value}, seq, raw_text)
 
 
 async def delete_answers(
@@ -313,11 +437,11 @@ async def save_tags(
 
 
 def queue_alert(
-    session: AsyncSession, answer: Answer, submission: Submission, *, signals: list[str], redacted: str
+    session: AsyncSession, answer_id: int, submission: Submission, *, signals: list[str], redacted: str
 ) -> None:
     session.add(
         Alert(
-            answer_id=answer.id,
+            answer_id=answer_id,
             submission_id=submission.id,
             project_id=submission.project_id,
             grid_id=submission.grid_id,

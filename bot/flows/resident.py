@@ -25,7 +25,8 @@ from bot.messages import Button, Kind, Reply
 from bot.questionnaire import AnswerValue, Question, QuestionKind, Questionnaire, match_option, normalise
 from bot.tagging import SELF_HARM
 from storage import repository as repo
-from storage.models import Answer, Channel, Grid, Person, Project, Role, Submission, SubmissionStatus, utcnow
+from storage.models import Channel, Grid, Person, Project, Role, Submission, SubmissionStatus, utcnow
+from storage.repository import StoredAnswer
 
 CONSENT, SUMMARY = "consent", "summary"
 CONFIRM_DELETE = "confirm_delete"
@@ -33,7 +34,7 @@ _LOOKS_LIKE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{1,40}$")
 
 
 async def handle(t: Turn) -> list[Reply]:
-    person = await repo.person_by_telegram_id(t.session, t.incoming.user_id, lock=True)
+    person, _active = await repo.person_with_active_submission(t.session, t.incoming.user_id)
     return await handle_person(t, person)
 
 
@@ -377,7 +378,7 @@ async def on_toggle(
     question: Question,
     code: str,
     tick: bool,
-    answers: Mapping[str, Answer],
+    answers: Mapping[str, StoredAnswer],
 ) -> list[Reply]:
     if question.option(code) is None:
         return stale(t)
@@ -407,7 +408,7 @@ async def on_multi_done(
     submission: Submission,
     q: Questionnaire,
     question: Question,
-    answers: Mapping[str, Answer],
+    answers: Mapping[str, StoredAnswer],
     *,
     tapped: bool,
 ) -> list[Reply]:
@@ -426,7 +427,7 @@ async def on_phone_consent(
     q: Questionnaire,
     question: Question,
     agreed: bool,
-    answers: Mapping[str, Answer],
+    answers: Mapping[str, StoredAnswer],
     *,
     tapped: bool,
 ) -> list[Reply]:
@@ -506,7 +507,7 @@ async def typed_answer(
     q: Questionnaire,
     question: Question,
     text: str,
-    answers: Mapping[str, Answer],
+    answers: Mapping[str, StoredAnswer],
 ) -> list[Reply]:
     async def reask(note: str) -> list[Reply]:
         return [await ask_current(t, submission, note=note)]
@@ -574,11 +575,16 @@ def _plain(number: float | None) -> str:
 # --- moving through the questionnaire ----------------------------------------------------------------
 
 
-async def stored_answers(t: Turn, submission: Submission) -> dict[str, Answer]:
-    """The submission's answers in the order given, read once per update and kept current by `accept`."""
+async def stored_answers(t: Turn, submission: Submission) -> dict[str, StoredAnswer]:
+    """The submission's answers in the order given, kept current by `accept`: read once per update, or
+    not at all when the engine still knows them from the resident's previous update."""
     cached = t.answers.get(submission.id)
     if cached is None:
-        cached = t.answers[submission.id] = await repo.answers_of(t.session, submission.id)
+        known = t.engine.answers.get(submission)
+        cached = known if known is not None else await repo.answers_of(t.session, submission.id)
+        t.answers[submission.id] = cached
+        # Only what was committed may be remembered for the next update.
+        t.after_commit.append(lambda: t.engine.answers.keep(submission, t.answers.get(submission.id)))
     return cached
 
 
@@ -603,7 +609,7 @@ async def accept(
     question: Question,
     value: AnswerValue,
     raw_text: str,
-    answers: Mapping[str, Answer],
+    answers: Mapping[str, StoredAnswer],
     *,
     tapped: bool,
 ) -> list[Reply]:
@@ -701,7 +707,7 @@ async def submit(
     return closing(t, [*edit_tapped(t, f"{summary_text}\n{texts.SUBMITTED_MARK}"), receipt])
 
 
-async def tag_grievance(t: Turn, submission: Submission, answer: Answer, text: str) -> Reply | None:
+async def tag_grievance(t: Turn, submission: Submission, answer: StoredAnswer, text: str) -> Reply | None:
     """Rules and redaction now, in this transaction; the classifier after the commit. Returns a caring
     reply when the resident may be at risk of harming themselves."""
     quick = t.engine.tagger.quick(text)
@@ -709,7 +715,9 @@ async def tag_grievance(t: Turn, submission: Submission, answer: Answer, text: s
         t.session, answer.id, redacted=quick.redacted, urgent=quick.urgent, signals=list(quick.signals)
     )
     if quick.urgent:
-        repo.queue_alert(t.session, answer, submission, signals=list(quick.signals), redacted=quick.redacted)
+        repo.queue_alert(
+            t.session, answer.id, submission, signals=list(quick.signals), redacted=quick.redacted
+        )
     answer_id = answer.id
     t.after_commit.append(lambda: t.engine.tagging.schedule(answer_id, text))
     if SELF_HARM in quick.signals:

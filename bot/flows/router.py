@@ -9,7 +9,6 @@ from bot.flows import gridworker, resident, staff, visits
 from bot.flows.turn import Turn
 from bot.links import is_visit_payload
 from bot.messages import Kind, Reply
-from storage import repository as repo
 from storage.models import Person, Role
 from storage.staff import looks_like_invite
 
@@ -22,9 +21,9 @@ def is_staff(person: Person | None) -> bool:
     return person is not None and person.role in STAFF_ROLES
 
 
-async def handle(t: Turn) -> list[Reply]:
+async def handle(t: Turn, person: Person | None) -> list[Reply]:
+    """One update from `person` (None: someone the bot does not know yet), their row locked."""
     incoming = t.incoming
-    person = await repo.person_by_telegram_id(t.session, incoming.user_id, lock=True)
     if person is not None and person.blocked_bot:
         person.blocked_bot = False  # writing to the bot again means they unblocked it
     if incoming.kind is Kind.CALLBACK:

@@ -12,7 +12,7 @@ from bot.messages import Incoming
 
 if TYPE_CHECKING:
     from bot.engine import DialogEngine
-    from storage.models import Answer
+    from storage.repository import StoredAnswer
 
 
 @dataclass(slots=True)
@@ -23,7 +23,7 @@ class Turn:
     # Work that must wait until this update's transaction is committed (e.g. classifying an answer).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     # Each submission's answers, read once per update: several steps of one update need them.
-    answers: dict[int, dict[str, Answer]] = field(default_factory=dict)
+    answers: dict[int, dict[str, StoredAnswer]] = field(default_factory=dict)
 
     @property
     def chat_id(self) -> int:
