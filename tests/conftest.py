@@ -52,6 +52,26 @@ async def _postgres_reachable() -> str:
 
 
 @pytest.fixture(scope="session")
+def cjk_font() -> None:
+    """Posters, chart images and the Word report need a font with Chinese characters. Without one such a
+    test is skipped with what to install; in CI (which installs it) a missing font is a failure."""
+    from bot.poster import FontMissing
+    from bot.poster import cjk_font as poster_font
+    from console.charts import ChartFontError, cjk_font_file
+
+    try:
+        poster_font()
+        cjk_font_file()
+    except (FontMissing, ChartFontError) as missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chinese font: .ci/run installs fonts-noto-cjk ({missing})")
+        pytest.skip(f"no Chinese font on this machine (apt-get install fonts-noto-cjk): {missing}")
+
+
+NEEDS_CJK_FONT = pytest.mark.usefixtures("cjk_font")
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One migrated SQLite file, copied for each test: faster than migrating every time."""
     path = tmp_path_factory.mktemp("template") / "template.db"

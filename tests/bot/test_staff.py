@@ -21,7 +21,7 @@ from storage.database import Database
 from storage.models import Alert, AlertDelivery, AuditEntry, GridWorker, Person, Submission
 from tests.bot.conftest import MakeStaffBot
 from tests.bot.staff_support import ONE_EACH, ONE_EACH_CROSSED, StaffBot, add_staff, fast_settings, wait_until
-from tests.conftest import Project, create_project
+from tests.conftest import NEEDS_CJK_FONT, Project, create_project
 
 LINK = re.compile(r"https://t\.me/\w+\?start=([A-Za-z0-9_-]{1,64})")
 URGENT = "补偿太低，我们明天就去省里集体上访"
@@ -100,6 +100,7 @@ async def test_an_invitation_gives_a_role_once_and_roles_are_checked_on_every_co
     assert (await assessor.send("/qr"))[-1].text == texts.HELP_ASSESSOR  # no grid of their own
 
 
+@NEEDS_CJK_FONT
 @ONE_EACH_CROSSED
 async def test_a_workers_qr_link_attributes_answers_to_worker_and_grid(staff_bot: StaffBot) -> None:
     db, fake = staff_bot.db, staff_bot.fake

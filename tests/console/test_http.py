@@ -24,6 +24,7 @@ from storage.models import (
     Submission,
     utcnow,
 )
+from tests.conftest import NEEDS_CJK_FONT
 from tests.console.conftest import BOTH_DATABASES, Console
 
 P = "/p/RW"
@@ -55,6 +56,7 @@ FORMS = {
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy")
 
 
+@NEEDS_CJK_FONT
 async def test_every_page_for_every_role(console: Console) -> None:
     stranger = await console.client()
     for path in PAGES:
@@ -353,6 +355,7 @@ async def test_texts_are_saved_for_the_report(console: Console) -> None:
     assert "人民路拓宽工程&lt;b&gt;概况&lt;/b&gt;" in page
 
 
+@NEEDS_CJK_FONT
 @pytest.mark.parametrize("kind", ["docx", "xlsx"])
 async def test_report_downloads(console: Console, kind: str) -> None:
     client = await console.client("zhang")

@@ -17,6 +17,7 @@ from console.report import OUTLINE
 from storage import accounts
 from storage.database import Database
 from storage.models import Answer, AnswerTag, Grid, LevelSignoff, Submission
+from tests.conftest import NEEDS_CJK_FONT
 from tests.console.conftest import BOTH_DATABASES, password_hash
 from tests.console.seeding import EXAMPLE_SURVEY, seed
 
@@ -112,6 +113,7 @@ def _table_with(document: docx.document.Document, first_header: str) -> list[lis
     raise AssertionError(f"no table starting with {first_header}")
 
 
+@NEEDS_CJK_FONT
 @BOTH_DATABASES
 async def test_word_file_follows_the_outline_and_matches_the_database(db: Database, tmp_path: Path) -> None:
     attitudes = await _prepare(db)

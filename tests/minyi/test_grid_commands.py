@@ -23,7 +23,7 @@ from storage import staff as staffing
 from storage.database import Database
 from storage.models import Grid, Invite, Person
 from tests.bot.staff_support import add_residents, add_staff
-from tests.conftest import LINK_SECRET, create_project
+from tests.conftest import LINK_SECRET, NEEDS_CJK_FONT, create_project
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 LINK = re.compile(r"https://t\.me/\w+\?start=(?P<payload>[A-Za-z0-9_-]{1,64})")
@@ -105,6 +105,7 @@ async def test_grid_import_adds_and_updates_and_refuses_a_file_with_bad_rows_ent
     assert await grids(db, project.id) == expected  # not even the good first row
 
 
+@NEEDS_CJK_FONT
 @SQLITE_ONLY
 async def test_invitations_and_a_workers_poster_from_the_command_line(
     database_url: str, db: Database, tmp_path: Path
