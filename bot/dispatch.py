@@ -1,6 +1,7 @@
-"""Everything the bot sends on its own initiative, in one loop: urgent alerts, push campaigns, reminders and
-grievance notices. One process at a time does it (a lease in the database), so the overall rate holds
-however many bot processes run, and a dead process's work is taken over when its lease runs out."""
+"""Everything the bot does on its own initiative, in one loop: urgent alerts, push campaigns, reminders,
+grievance notices, and forgetting old update ids. One process at a time does it (a lease in the
+database), so the overall rate holds however many bot processes run, and a dead process's work is taken
+over when its lease runs out."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from bot.alerts import AlertSender
 from bot.messages import Reply
 from bot.outbound import Outbound
 from bot.push import CampaignRun, Clock, Courier, PushSettings
-from storage import outreach
+from storage import housekeeping, outreach
 from storage.database import Database
 from storage.models import Campaign, CampaignStatus, Project, RecipientState
 
@@ -63,6 +64,7 @@ class Dispatch:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._next_reminder_check = 0.0
+        self._next_housekeeping = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -104,6 +106,7 @@ class Dispatch:
         await self._start_campaigns()
         await self._send_notices()
         await self._plan_reminders()
+        await self._housekeeping()
 
     async def _hold_lease(self) -> bool:
         ttl = timedelta(seconds=self.settings.lease_seconds)
@@ -176,6 +179,15 @@ class Dispatch:
         if planned:
             log.info("planned %s reminder campaign(s)", len(planned))
             await self._start_campaigns()
+
+    async def _housekeeping(self) -> None:
+        if self.clock.monotonic() < self._next_housekeeping:
+            return
+        self._next_housekeeping = self.clock.monotonic() + self.settings.housekeeping_seconds
+        async with self.db.transaction() as session:
+            forgotten = await housekeeping.forget_old_update_ids(session)
+        if forgotten:
+            log.info("forgot %s update ids older than %s", forgotten, housekeeping.KEEP_UPDATE_IDS)
 
     async def campaign_finished(self, campaign_id: int) -> bool:
         async with self.db.reading() as session:

@@ -121,6 +121,7 @@ class PushSettings:
     lease_seconds: float = 30.0  # a dead runner's campaigns are taken over after this long
     remind_after: timedelta | None = timedelta(days=3)  # None: no automatic reminders
     remind_check_seconds: float = 3600.0
+    housekeeping_seconds: float = 3600.0  # how often old update ids are forgotten
     alert_admins_after: timedelta = timedelta(minutes=30)
 
     @property
