@@ -17,6 +17,7 @@ from bot.push import Clock, PushSettings, QuietHours, SystemClock
 from bot.tagging import ModelTags, NlpTagger, QuickTags
 from bot.transports.base import Transport
 from minyi.wiring import make_transport
+from storage import outreach
 from storage.database import Database
 from storage.models import (
     Campaign,
@@ -233,6 +234,18 @@ async def wait_until(predicate: Callable[[], object], seconds: float = 60.0, wha
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"still not true after {seconds}s: {what}")
         await asyncio.sleep(0.05)
+
+
+async def push_to_grid(db: Database, project: Project, grid: str = "G01") -> Campaign:
+    """A campaign to everyone in the grid, as `minyi push` starts it."""
+    async with db.transaction() as session:
+        return await outreach.create_campaign(
+            session,
+            project_id=project.id,
+            grid_ids=[project.grid_ids[grid]],
+            only_unanswered=False,
+            created_by="cli",
+        )
 
 
 async def campaign(db: Database, campaign_id: int | None = None) -> Campaign:

@@ -36,6 +36,7 @@ from tests.bot.staff_support import (
     campaign_done,
     fast_settings,
     most_in_any_window,
+    push_to_grid,
     shanghai,
     wait_until,
 )
@@ -252,14 +253,7 @@ async def test_two_processes_running_one_campaign_never_send_anyone_twice(
     its lease while another took over): both claim recipients from one campaign at once."""
     project = await create_project(db)
     chat_ids = await add_residents(db, fake, project, 600)
-    async with db.transaction() as session:
-        pushed = await outreach.create_campaign(
-            session,
-            project_id=project.id,
-            grid_ids=[project.grid_ids["G01"]],
-            only_unanswered=False,
-            created_by="test",
-        )
+    pushed = await push_to_grid(db, project)
     # Two processes: each its own connection pool, its own transport, its own pacer.
     settings = fast_settings(rate=1000.0, window_seconds=0.05)
     runs, transports, databases = [], [], []
@@ -294,14 +288,7 @@ async def test_a_crash_mid_call_never_sends_anyone_a_second_message(staff_bot_fa
     project = await create_project(db)
     chat_ids = await add_residents(db, fake, project, 300)
     fake.set_delay("sendMessage", 0.3)  # calls hang long enough to be cut off
-    async with db.transaction() as session:
-        pushed = await outreach.create_campaign(
-            session,
-            project_id=project.id,
-            grid_ids=[project.grid_ids["G01"]],
-            only_unanswered=False,
-            created_by="cli",
-        )
+    pushed = await push_to_grid(db, project)
     await wait_until(lambda: len(fake.calls_of("sendMessage")) >= 10, 30, "some calls made")
     await bot.crash_outreach()
     fake.set_delay("sendMessage", 0)
