@@ -119,19 +119,25 @@ class Questionnaire:
     intro: str
     consent: Consent
     questions: tuple[Question, ...]
+    # Where each question id stands, built once: every update looks questions up by id several times.
+    _positions: Mapping[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        positions: dict[str, int] = {}
+        for i, q in enumerate(self.questions):
+            positions.setdefault(q.id, i)  # the first, as a scan would find (ids are unique once checked)
+        object.__setattr__(self, "_positions", positions)
 
     @property
     def allows_anonymous(self) -> bool:
         return bool(self.consent.anonymous)
 
     def question(self, question_id: str) -> Question | None:
-        return next((q for q in self.questions if q.id == question_id), None)
+        i = self._positions.get(question_id)
+        return self.questions[i] if i is not None else None
 
     def index(self, question_id: str) -> int:
-        for i, q in enumerate(self.questions):
-            if q.id == question_id:
-                return i
-        raise KeyError(question_id)
+        return self._positions[question_id]
 
     def applies(self, question: Question, answers: Mapping[str, AnswerValue], anonymous: bool) -> bool:
         """Skip logic: is this question asked, given the answers so far?"""

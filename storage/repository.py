@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, true
+from sqlalchemy import Table, bindparam, delete, func, select, true
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -193,20 +193,19 @@ async def person_with_active_submission(
     submission they are in the middle of, in one statement: every update of the bot needs both, and
     the submission stays in the session, so `session.get` finds it without another query."""
     if session.get_bind().dialect.name == "postgresql":
-        _fresh, person, submission = (await session.execute(_sender_query(telegram_id))).one()
+        row = (await session.execute(_PG_SENDER, {"telegram_id": telegram_id})).one()
+        person, submission = row[1], row[2]
     else:
-        # SQLite: the transaction took the database's write lock at BEGIN, so what it reads is current.
-        query = (
-            select(Person, Submission)
-            .outerjoin(Submission, Submission.id == Person.active_submission_id)
-            .where(Person.telegram_id == telegram_id)
-        )
-        row = (await session.execute(query)).first()
-        person, submission = (row[0], row[1]) if row is not None else (None, None)
+        found = (await session.execute(_SENDER, {"telegram_id": telegram_id})).first()
+        person, submission = (found[0], found[1]) if found is not None else (None, None)
     return person, await _current_submission(session, person, submission)
 
 
-def _sender_query(telegram_id: int, claim: Any = None) -> Any:
+# The statements every update runs are built once, with bound parameters: building a statement like these
+# costs more than running it (SQLAlchemy derives its columns and its cache key each time).
+
+
+def _sender_statement(claim: Any = None) -> Any:
     """PostgreSQL: the person's row and their active submission's, both locked, in one statement, after
     the update's claim (a data-modifying CTE) when one is given; always exactly one row.
 
@@ -215,7 +214,7 @@ def _sender_query(telegram_id: int, claim: Any = None) -> Any:
     any other row is from before the wait: an unlocked submission could be one answer behind.
     """
     fresh = select(func.count()).select_from(claim).scalar_subquery() if claim is not None else None
-    conditions = [Person.telegram_id == telegram_id]
+    conditions = [Person.telegram_id == bindparam("telegram_id")]
     if fresh is not None:
         conditions.append(fresh >= 0)  # referring to the claim makes PostgreSQL run it before the lock
     locked = select(Person).where(*conditions).with_for_update().cte("me")
@@ -233,6 +232,25 @@ def _sender_query(telegram_id: int, claim: Any = None) -> Any:
         .outerjoin(locked, true())
         .outerjoin(active, true())
     )
+
+
+_UPDATES = cast(Table, ProcessedUpdate.__table__)
+_CLAIM = {
+    "postgresql": pg_insert(_UPDATES)
+    .values(update_id=bindparam("update_id"), processed_at=bindparam("processed_at"))
+    .on_conflict_do_nothing(index_elements=["update_id"]),
+    "sqlite": sqlite_insert(_UPDATES)
+    .values(update_id=bindparam("update_id"), processed_at=bindparam("processed_at"))
+    .on_conflict_do_nothing(index_elements=["update_id"]),
+}
+_PG_SENDER = _sender_statement()
+_PG_CLAIM_AND_SENDER = _sender_statement(_CLAIM["postgresql"].returning(_UPDATES.c.update_id).cte("claimed"))
+# SQLite: the transaction took the database's write lock at BEGIN, so what it reads is current.
+_SENDER = (
+    select(Person, Submission)
+    .outerjoin(Submission, Submission.id == Person.active_submission_id)
+    .where(Person.telegram_id == bindparam("telegram_id"))
+)
 
 
 async def _current_submission(
@@ -260,8 +278,6 @@ async def ensure_person(session: AsyncSession, telegram_id: int) -> Person:
 
 # --- updates -----------------------------------------------------------------------------------------
 
-_UPDATES = cast(Table, ProcessedUpdate.__table__)
-
 
 async def claim_update_and_sender(
     session: AsyncSession, update_id: int, telegram_id: int
@@ -277,14 +293,8 @@ async def claim_update_and_sender(
             return False, None, None
         person, submission = await person_with_active_submission(session, telegram_id)
         return True, person, submission
-    claim = (
-        pg_insert(_UPDATES)
-        .values(update_id=update_id, processed_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["update_id"])
-        .returning(_UPDATES.c.update_id)
-        .cte("claimed")
-    )
-    fresh, person, submission = (await session.execute(_sender_query(telegram_id, claim))).one()
+    parameters = {"update_id": update_id, "processed_at": utcnow(), "telegram_id": telegram_id}
+    fresh, person, submission = (await session.execute(_PG_CLAIM_AND_SENDER, parameters)).one()
     if not fresh:
         return False, None, None
     return True, person, await _current_submission(session, person, submission)
@@ -293,10 +303,9 @@ async def claim_update_and_sender(
 async def claim_update(session: AsyncSession, update_id: int) -> bool:
     """Record an update as handled; False when it was handled before (a redelivery)."""
     connection = await session.connection()
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(_UPDATES).values(update_id=update_id, processed_at=utcnow())
     # On the session's connection, as plain Core: no ORM statement handling and no autoflush.
-    result = await connection.execute(statement.on_conflict_do_nothing(index_elements=["update_id"]))
+    parameters = {"update_id": update_id, "processed_at": utcnow()}
+    result = await connection.execute(_CLAIM[connection.dialect.name], parameters)
     return bool(result.rowcount == 1)
 
 
@@ -357,6 +366,27 @@ class StoredAnswer:
 
 _ANSWER_TABLE = cast(Table, Answer.__table__)
 _ANSWERS = _ANSWER_TABLE.c
+_ANSWERS_OF = (
+    select(_ANSWERS.id, _ANSWERS.question_code, _ANSWERS.value, _ANSWERS.seq, _ANSWERS.raw_text)
+    .where(_ANSWERS.submission_id == bindparam("submission_id"))
+    .order_by(_ANSWERS.seq)
+)
+
+
+_ANSWER_FIELDS = ("value", "raw_text", "seq", "answered_at", "update_id")
+
+
+def _answer_upsert(insert: Any) -> Any:
+    statement = insert(_ANSWER_TABLE).values(
+        {name: bindparam(name) for name in ("submission_id", "question_code", *_ANSWER_FIELDS)}
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["submission_id", "question_code"],
+        set_={name: statement.excluded[name] for name in _ANSWER_FIELDS},
+    ).returning(_ANSWERS.id)
+
+
+_SAVE_ANSWER = {"postgresql": _answer_upsert(pg_insert), "sqlite": _answer_upsert(sqlite_insert)}
 
 
 async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, StoredAnswer]:
@@ -364,11 +394,7 @@ async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, Sto
     # Plain Core on the session's connection: a dialog step reads them all on every update, and ORM
     # objects (identity map, change tracking) cost several times more to build than these rows.
     connection = await session.connection()
-    rows = await connection.execute(
-        select(_ANSWERS.id, _ANSWERS.question_code, _ANSWERS.value, _ANSWERS.seq, _ANSWERS.raw_text)
-        .where(_ANSWERS.submission_id == submission_id)
-        .order_by(_ANSWERS.seq)
-    )
+    rows = await connection.execute(_ANSWERS_OF, {"submission_id": submission_id})
     return {row.question_code: StoredAnswer(*row) for row in rows}
 
 
@@ -391,21 +417,16 @@ async def save_answer(
     now = utcnow()
     seq = submission.answer_count + 1
     connection = await session.connection()
-    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    values = {
+    parameters = {
+        "submission_id": submission.id,
+        "question_code": question_code,
         "value": {"v": value},
         "raw_text": raw_text,
         "seq": seq,
         "answered_at": now,
         "update_id": update_id,
     }
-    statement = (
-        insert(_ANSWER_TABLE)
-        .values(submission_id=submission.id, question_code=question_code, **values)
-        .on_conflict_do_update(index_elements=["submission_id", "question_code"], set_=values)
-        .returning(_ANSWERS.id)
-    )
-    answer_id = (await connection.execute(statement)).scalar_one()
+    answer_id = (await connection.execute(_SAVE_ANSWER[connection.dialect.name], parameters)).scalar_one()
     # The submission is written once, at commit, with the step it moves to.
     submission.answer_count = seq
     submission.updated_at = now
