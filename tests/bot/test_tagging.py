@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from sqlalchemy import select
 
@@ -10,8 +11,9 @@ from bot import texts
 from bot.engine import DialogEngine
 from bot.fakeapi import FakeTelegram
 from bot.simusers import SimUser
-from bot.tagging import ModelTags, NlpTagger
+from bot.tagging import BackgroundTagging, ModelTags, NlpTagger, QuickTags
 from minyi.wiring import make_transport
+from storage import repository as repo
 from storage.database import Database
 from storage.models import Alert, Answer, AnswerTag
 from tests.conftest import LINK_SECRET, Project, RunningBot, bot_settings, create_project
@@ -83,6 +85,9 @@ class BrokenModel(NlpTagger):
     def classify(self, text: str) -> ModelTags:
         raise RuntimeError("model file is corrupt")
 
+    def classify_many(self, texts: Sequence[str]) -> list[ModelTags]:
+        raise RuntimeError("model file is corrupt")
+
 
 async def test_a_failing_model_neither_blocks_nor_loses_the_answer(fake: FakeTelegram, db: Database) -> None:
     project = await create_project(db)
@@ -107,3 +112,47 @@ async def test_a_failing_model_neither_blocks_nor_loses_the_answer(fake: FakeTel
     await recovered.tagging.drain(seconds=120)
     tag = await tag_of(db, "reasons")
     assert tag.tagged_at is not None and tag.categories
+
+
+class CountingModel:
+    """Rules that find nothing, a model that tags everything "compensation" and counts its calls."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def quick(self, text: str) -> QuickTags:
+        return QuickTags(False, (), text)
+
+    def classify(self, text: str) -> ModelTags:
+        return self.classify_many([text])[0]
+
+    def classify_many(self, texts: Sequence[str]) -> list[ModelTags]:
+        self.batches.append(len(texts))
+        return [ModelTags(("compensation",), {"compensation": 0.9}, False, "counting") for _ in texts]
+
+
+async def test_answers_waiting_for_the_model_are_classified_together(db: Database) -> None:
+    project = await create_project(db)
+    async with db.transaction() as session:
+        submission = await repo.create_submission(
+            session,
+            project_id=project.id,
+            version_id=project.version_id,
+            grid_id=None,
+            person_id=None,
+            channel="telegram",
+        )
+        ids = []
+        for n in range(5):
+            answer = await repo.save_answer(session, submission, f"q{n}", f"意见{n}", raw_text=f"意见{n}")
+            await repo.save_tags(session, answer.id, redacted=f"意见{n}", urgent=False, signals=[])
+            ids.append(answer.id)
+    model = CountingModel()
+    tagging = BackgroundTagging(db, model, concurrency=1)
+    for n, answer_id in enumerate(ids):
+        tagging.schedule(answer_id, f"意见{n}")
+    await tagging.drain()
+    assert model.batches == [5] and tagging.pending == 0
+    async with db.reading() as session:
+        tags = (await session.scalars(select(AnswerTag).where(AnswerTag.answer_id.in_(ids)))).all()
+    assert len(tags) == 5 and all(t.tagged_at is not None and t.categories == ["compensation"] for t in tags)
