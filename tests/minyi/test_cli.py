@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -447,3 +448,19 @@ async def test_bad_arguments_get_the_usage_and_a_one_line_reason(tmp_path: Path)
         assert usage[0].startswith("usage: minyi "), (args, result)
         assert all(line.startswith(" ") for line in usage[1:]), (args, result)
         assert reason.startswith("minyi ") and "error:" in reason, (args, result)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(set_up_database: str) -> None:
+    # `minyi export … | head`: the pipe closes before the command writes; no traceback, exit 141 (SIGPIPE).
+    with subprocess.Popen(
+        [sys.executable, "-m", "minyi.cli", "export", "responses", "--project", "RW2026", "--format", "csv"],
+        cwd=ROOT,
+        env=environment(set_up_database),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        err = process.stderr.read().decode()
+        assert process.wait(COMMAND_TIMEOUT) == 141, err
+    assert err == ""
