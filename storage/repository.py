@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, true
+from sqlalchemy import Table, bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.models import (
     Alert,
@@ -387,6 +388,16 @@ def _answer_upsert(insert: Any) -> Any:
 
 
 _SAVE_ANSWER = {"postgresql": _answer_upsert(pg_insert), "sqlite": _answer_upsert(sqlite_insert)}
+_SUBMISSIONS = cast(Table, Submission.__table__).c
+_STEP_FIELDS = ("answer_count", "updated_at", "current_step", "draft", "editing")
+_SAVE_STEP = (
+    update(cast(Table, Submission.__table__))
+    .where(_SUBMISSIONS.id == bindparam("submission_id"))
+    .values({name: bindparam(f"new_{name}") for name in _STEP_FIELDS})
+)
+# PostgreSQL: the answer (a data-modifying CTE) and the submission's new step in one statement.
+_SAVED = _SAVE_ANSWER["postgresql"].cte("saved")
+_PG_SAVE_ANSWER_AND_STEP = _SAVE_STEP.add_cte(_SAVED).returning(select(_SAVED.c.id).scalar_subquery())
 
 
 async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, StoredAnswer]:
@@ -407,16 +418,20 @@ async def save_answer(
     raw_text: str = "",
     update_id: int | None = None,
     existing: StoredAnswer | None = None,
+    with_step: bool = False,
 ) -> StoredAnswer:
     """Store the answer to one question, replacing an earlier answer to the same question.
 
     One INSERT ... ON CONFLICT DO UPDATE, which keeps the row (and its id, which tags refer to) when the
     question was answered before; `existing` is accepted for callers that have it but not needed.
+    `with_step`: the submission's step (`current_step`, `draft`, `editing`), already set on it, is
+    written now too, in the same statement on PostgreSQL, instead of by the session at commit.
     """
     del existing
     now = utcnow()
     seq = submission.answer_count + 1
     connection = await session.connection()
+    dialect = connection.dialect.name
     parameters = {
         "submission_id": submission.id,
         "question_code": question_code,
@@ -426,10 +441,24 @@ async def save_answer(
         "answered_at": now,
         "update_id": update_id,
     }
-    answer_id = (await connection.execute(_SAVE_ANSWER[connection.dialect.name], parameters)).scalar_one()
-    # The submission is written once, at commit, with the step it moves to.
-    submission.answer_count = seq
-    submission.updated_at = now
+    written = {"answer_count": seq, "updated_at": now}
+    if not with_step:
+        answer_id = (await connection.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
+    else:
+        written.update(
+            current_step=submission.current_step, draft=submission.draft, editing=submission.editing
+        )
+        parameters.update({f"new_{name}": v for name, v in written.items()})
+        if dialect == "postgresql":
+            answer_id = (await connection.execute(_PG_SAVE_ANSWER_AND_STEP, parameters)).scalar_one()
+        else:
+            answer_id = (await connection.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
+            await connection.execute(_SAVE_STEP, parameters)
+    for name, v in written.items():
+        if with_step:
+            set_committed_value(submission, name, v)  # written: the session has nothing left to write
+        else:
+            setattr(submission, name, v)  # the session writes it at commit, with the step it moves to
     return StoredAnswer(answer_id, question_code, {"v": value}, seq, raw_text)
 
 

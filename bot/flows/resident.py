@@ -589,8 +589,7 @@ async def stored_answers(t: Turn, submission: Submission) -> dict[str, StoredAns
 
 
 async def _answer_values(t: Turn, submission: Submission) -> dict[str, AnswerValue]:
-    answers = await stored_answers(t, submission)
-    return {code: a.value.get("v") for code, a in answers.items()}
+    return _values(await stored_answers(t, submission))
 
 
 def _go_to(submission: Submission, question: Question, answers: Mapping[str, AnswerValue]) -> None:
@@ -614,6 +613,9 @@ async def accept(
     tapped: bool,
 ) -> list[Reply]:
     """Store the answer (committed with this update, before any reply is sent) and move on."""
+    # The step it moves to is decided first, so the answer and the submission's new step are written
+    # together (one statement on PostgreSQL).
+    _step_after(submission, q, question, {**_values(answers), question.id: value})
     answer = await repo.save_answer(
         t.session,
         submission,
@@ -621,7 +623,7 @@ async def accept(
         value,
         raw_text=raw_text,
         update_id=t.incoming.update_id,
-        existing=answers.get(question.id),
+        with_step=True,
     )
     cached = t.answers.get(submission.id)
     if cached is not None:  # now the latest answer given, as answers_of would order it
@@ -630,16 +632,27 @@ async def accept(
     if question.kind is QuestionKind.TEXT and question.grievance and isinstance(value, str):
         care = await tag_grievance(t, submission, answer, value)
         if care is not None:
-            return [care, *await advance_replies(t, submission, q, question)]
+            return [care, *await _next_replies(t, submission)]
     if not tapped:
-        return await advance_replies(t, submission, q, question)
-    return await advance_replies(t, submission, q, question, tapped_text=render.chosen_text(question, value))
+        return await _next_replies(t, submission)
+    return await _next_replies(t, submission, tapped_text=render.chosen_text(question, value))
+
+
+def _values(answers: Mapping[str, StoredAnswer]) -> dict[str, AnswerValue]:
+    return {code: a.value.get("v") for code, a in answers.items()}
 
 
 async def advance_replies(
     t: Turn, submission: Submission, q: Questionnaire, answered: Question, *, tapped_text: str | None = None
 ) -> list[Reply]:
-    answers = await _answer_values(t, submission)
+    _step_after(submission, q, answered, await _answer_values(t, submission))
+    return await _next_replies(t, submission, tapped_text=tapped_text)
+
+
+def _step_after(
+    submission: Submission, q: Questionnaire, answered: Question, answers: Mapping[str, AnswerValue]
+) -> None:
+    """Move past `answered`: to the next question that applies, or to the summary when none is left."""
     following: Question | None
     if submission.editing:
         following = q.next_unanswered(answers, submission.anonymous)
@@ -655,6 +668,9 @@ async def advance_replies(
         submission.draft = {}
     else:
         _go_to(submission, following, answers)
+
+
+async def _next_replies(t: Turn, submission: Submission, *, tapped_text: str | None = None) -> list[Reply]:
     next_message = await ask_current(t, submission)
     if tapped_text is None:
         return [next_message]
