@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -409,6 +409,15 @@ async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, Sto
     return {row.question_code: StoredAnswer(*row) for row in rows}
 
 
+class Step(NamedTuple):
+    """Where a submission stands in its questionnaire: "consent", a question id or "summary", with the
+    unfinished input of that step and whether the resident is changing one answer from the summary."""
+
+    current_step: str
+    draft: dict[str, Any]
+    editing: bool
+
+
 async def save_answer(
     session: AsyncSession,
     submission: Submission,
@@ -418,14 +427,14 @@ async def save_answer(
     raw_text: str = "",
     update_id: int | None = None,
     existing: StoredAnswer | None = None,
-    with_step: bool = False,
+    step: Step | None = None,
 ) -> StoredAnswer:
     """Store the answer to one question, replacing an earlier answer to the same question.
 
     One INSERT ... ON CONFLICT DO UPDATE, which keeps the row (and its id, which tags refer to) when the
     question was answered before; `existing` is accepted for callers that have it but not needed.
-    `with_step`: the submission's step (`current_step`, `draft`, `editing`), already set on it, is
-    written now too, in the same statement on PostgreSQL, instead of by the session at commit.
+    `step`: the step the answer moves the submission to, written now too (in the same statement on
+    PostgreSQL) instead of by the session at commit, which then has nothing of it left to write.
     """
     del existing
     now = utcnow()
@@ -441,24 +450,21 @@ async def save_answer(
         "answered_at": now,
         "update_id": update_id,
     }
-    written = {"answer_count": seq, "updated_at": now}
-    if not with_step:
+    written: dict[str, Any] = {"answer_count": seq, "updated_at": now}
+    if step is None:
         answer_id = (await connection.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
+        for name, v in written.items():
+            setattr(submission, name, v)  # the session writes it at commit, with the step it moves to
     else:
-        written.update(
-            current_step=submission.current_step, draft=submission.draft, editing=submission.editing
-        )
+        written.update(step._asdict())
         parameters.update({f"new_{name}": v for name, v in written.items()})
         if dialect == "postgresql":
             answer_id = (await connection.execute(_PG_SAVE_ANSWER_AND_STEP, parameters)).scalar_one()
         else:
             answer_id = (await connection.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
             await connection.execute(_SAVE_STEP, parameters)
-    for name, v in written.items():
-        if with_step:
-            set_committed_value(submission, name, v)  # written: the session has nothing left to write
-        else:
-            setattr(submission, name, v)  # the session writes it at commit, with the step it moves to
+        for name, v in written.items():
+            set_committed_value(submission, name, v)  # as written: no change left for the session
     return StoredAnswer(answer_id, question_code, {"v": value}, seq, raw_text)
 
 

@@ -594,11 +594,15 @@ async def _answer_values(t: Turn, submission: Submission) -> dict[str, AnswerVal
 
 def _go_to(submission: Submission, question: Question, answers: Mapping[str, AnswerValue]) -> None:
     submission.current_step = question.id
+    submission.draft = _draft_for(question, answers)
+
+
+def _draft_for(question: Question, answers: Mapping[str, AnswerValue]) -> dict[str, object]:
+    """A question's unfinished input when it is asked: a multiple choice starts from its answer."""
     if question.kind is QuestionKind.MULTI:
         current = answers.get(question.id)
-        submission.draft = {"selected": list(current) if isinstance(current, list) else []}
-    else:
-        submission.draft = {}
+        return {"selected": list(current) if isinstance(current, list) else []}
+    return {}
 
 
 async def accept(
@@ -614,8 +618,7 @@ async def accept(
 ) -> list[Reply]:
     """Store the answer (committed with this update, before any reply is sent) and move on."""
     # The step it moves to is decided first, so the answer and the submission's new step are written
-    # together (one statement on PostgreSQL).
-    _step_after(submission, q, question, {**_values(answers), question.id: value})
+    # together (one statement on PostgreSQL) and the session has nothing left to write at commit.
     answer = await repo.save_answer(
         t.session,
         submission,
@@ -623,7 +626,7 @@ async def accept(
         value,
         raw_text=raw_text,
         update_id=t.incoming.update_id,
-        with_step=True,
+        step=_step_after(submission, q, question, {**_values(answers), question.id: value}),
     )
     cached = t.answers.get(submission.id)
     if cached is not None:  # now the latest answer given, as answers_of would order it
@@ -645,14 +648,15 @@ def _values(answers: Mapping[str, StoredAnswer]) -> dict[str, AnswerValue]:
 async def advance_replies(
     t: Turn, submission: Submission, q: Questionnaire, answered: Question, *, tapped_text: str | None = None
 ) -> list[Reply]:
-    _step_after(submission, q, answered, await _answer_values(t, submission))
+    step = _step_after(submission, q, answered, await _answer_values(t, submission))
+    submission.current_step, submission.draft, submission.editing = step
     return await _next_replies(t, submission, tapped_text=tapped_text)
 
 
 def _step_after(
     submission: Submission, q: Questionnaire, answered: Question, answers: Mapping[str, AnswerValue]
-) -> None:
-    """Move past `answered`: to the next question that applies, or to the summary when none is left."""
+) -> repo.Step:
+    """Where the submission goes past `answered`: the next question that applies, or the summary."""
     following: Question | None
     if submission.editing:
         following = q.next_unanswered(answers, submission.anonymous)
@@ -663,11 +667,8 @@ def _step_after(
         )
         following = following or q.next_unanswered(answers, submission.anonymous)
     if following is None:
-        submission.current_step = SUMMARY
-        submission.editing = False
-        submission.draft = {}
-    else:
-        _go_to(submission, following, answers)
+        return repo.Step(SUMMARY, {}, False)
+    return repo.Step(following.id, _draft_for(following, answers), submission.editing)
 
 
 async def _next_replies(t: Turn, submission: Submission, *, tapped_text: str | None = None) -> list[Reply]:
