@@ -6,11 +6,15 @@ import argparse
 import logging
 from typing import Any
 
+import aiohttp
+
 from minyi.commands import CommandError
 from minyi.commands.common import database, run, settings
-from minyi.settings import TRANSPORTS
+from minyi.settings import TRANSPORTS, Settings
 from minyi.wiring import push_settings, run_bot
 from minyi.workers import serve_workers
+
+BOT_API_TIMEOUT = 20.0  # seconds for the start-up check: a slow network, not a dead one
 
 
 def register(subparsers: Any) -> None:
@@ -37,6 +41,27 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_command)
 
 
+async def check_bot_api(config: Settings) -> None:
+    """Ask the Bot API who the bot is before starting, so a wrong address or token is one clear line
+    instead of a framework's traceback. (Once running, the frameworks ride out network trouble.)"""
+    root = config.telegram_api_url.rstrip("/")
+    url = f"{root}/bot{config.bot_token}/getMe"  # the token is never printed: it is the bot's password
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=BOT_API_TIMEOUT)) as http,
+            http.get(url) as response,
+        ):
+            status = response.status
+            answer = await response.json(content_type=None) if status != 404 else {}
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+        reason = str(error) or type(error).__name__
+        raise CommandError(f"cannot reach the Telegram Bot API at {root}: {reason}") from None
+    if status in (401, 404):
+        raise CommandError(f"the Bot API at {root} does not know MINYI_BOT_TOKEN ({status}): check the token")
+    if status != 200 or not isinstance(answer, dict) or not answer.get("ok"):
+        raise CommandError(f"the Bot API at {root} answered getMe with HTTP {status}")
+
+
 def run_command(args: argparse.Namespace) -> int:
     config = settings()
     if not config.bot_token:
@@ -50,6 +75,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from error
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
+    run(check_bot_api(config))
     if args.workers > 1:
         if not args.webhook:
             raise CommandError("--workers needs --webhook: Telegram hands long-polled updates to one process")

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.engine import LINK_SECRET_SETTING
+from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, read_payload
 from bot.survey_file import check_survey, survey_hash
 from storage import repository as repo
@@ -464,3 +466,21 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(set_up_database: str) 
         err = process.stderr.read().decode()
         assert process.wait(COMMAND_TIMEOUT) == 141, err
     assert err == ""
+
+
+async def test_a_bot_api_that_cannot_be_reached_or_refuses_the_token_is_named_in_one_line(
+    set_up_database: str, fake: FakeTelegram
+) -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    unreachable = await minyi(
+        "run", env=environment(set_up_database, MINYI_BOT_TOKEN=fake.token, MINYI_TELEGRAM_API_URL=nowhere)
+    )
+    assert_one_line_failure(unreachable, f"cannot reach the Telegram Bot API at {nowhere}")
+    refused = await minyi(
+        "run", env=environment(set_up_database, MINYI_BOT_TOKEN="123:wrong", MINYI_TELEGRAM_API_URL=fake.url)
+    )
+    assert_one_line_failure(refused, "does not know MINYI_BOT_TOKEN (401)")
+    assert "123:wrong" not in refused.err  # the token is the bot's password
+    assert fake.calls_of("getUpdates") == []  # it never started polling
