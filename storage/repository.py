@@ -477,19 +477,38 @@ async def delete_answers(
     await session.execute(statement)
 
 
+_TAG_TABLE = cast(Table, AnswerTag.__table__)
+_TAG_FIELDS = ("redacted", "urgent", "signals", "categories", "scores", "uncertain", "model", "tagged_at")
+
+
+def _tags_upsert(insert: Any) -> Any:
+    statement = insert(_TAG_TABLE).values({name: bindparam(name) for name in ("answer_id", *_TAG_FIELDS)})
+    return statement.on_conflict_do_update(
+        index_elements=["answer_id"], set_={name: statement.excluded[name] for name in _TAG_FIELDS}
+    )
+
+
+_SAVE_TAGS = {"postgresql": _tags_upsert(pg_insert), "sqlite": _tags_upsert(sqlite_insert)}
+
+
 async def save_tags(
     session: AsyncSession, answer_id: int, *, redacted: str, urgent: bool, signals: list[str]
-) -> AnswerTag:
-    """The rule-based tags of an answer; any earlier classification of it is cleared (the text changed)."""
-    row = await session.get(AnswerTag, answer_id)
-    if row is None:
-        row = AnswerTag(answer_id=answer_id)
-        session.add(row)
-    row.redacted, row.urgent, row.signals = redacted, urgent, signals
-    row.categories = row.scores = row.uncertain = row.tagged_at = None
-    row.model = ""
-    await session.flush()
-    return row
+) -> None:
+    """The rule-based tags of an answer; any earlier classification of it is cleared (the text changed).
+    One upsert on the session's connection: it is written with the answer, before the reply."""
+    connection = await session.connection()
+    parameters = {
+        "answer_id": answer_id,
+        "redacted": redacted,
+        "urgent": urgent,
+        "signals": signals,
+        "categories": None,
+        "scores": None,
+        "uncertain": None,
+        "model": "",
+        "tagged_at": None,
+    }
+    await connection.execute(_SAVE_TAGS[connection.dialect.name], parameters)
 
 
 def queue_alert(

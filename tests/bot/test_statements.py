@@ -95,6 +95,15 @@ async def test_an_answer_costs_a_fixed_number_of_statements(db: Database) -> Non
     assert "工程有必要吗" in questions(replies)[-1]
     assert len(changed) == expected, "\n\n".join(changed)
 
+    # A grievance also stores its rule-based tags, in one more statement.
+    replies = await resident.tap(replies, "2")
+    replies = await resident.tap(replies, "不支持")
+    assert "请说说您的理由" in questions(replies)[-1]
+    with counting(db) as grievance:
+        replies = await resident.send("补偿太低了")
+    assert "施工期间担心什么" in questions(replies)[-1]
+    assert len(grievance) == expected + 1, "\n\n".join(grievance)
+
 
 async def test_a_redelivered_update_costs_one_statement_and_changes_nothing(db: Database) -> None:
     project = await create_project(db)
