@@ -41,6 +41,7 @@ from aiohttp import ClientConnectorError
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
 from bot.transports.base import Failure, SendFailed, deliver_with_retries, handle_safely, mark_blocked
+from bot.transports.polling import Poller
 
 # aiogram parses every Bot API reply with a pydantic model Response[T] that it builds on the spot; pydantic
 # caches such models only weakly, so the garbage collector drops them and the next reply builds them again
@@ -60,6 +61,7 @@ class AiogramTransport:
     def __init__(self, engine: DialogEngine, token: str, api_url: str, *, concurrency: int = 64) -> None:
         self.engine = engine
         self.concurrency = concurrency
+        self.poller = Poller(api_url, token, self.feed, concurrency=concurrency)
         self.bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
         self.dispatcher = Dispatcher(storage=StatelessStorage())
         self.dispatcher.message.register(self._on_message)
@@ -133,18 +135,11 @@ class AiogramTransport:
 
     async def run_polling(self) -> None:
         await self.bot.delete_webhook()
-        await self.dispatcher.start_polling(
-            self.bot,
-            handle_signals=False,
-            close_bot_session=False,
-            # aiogram starts one task per update; unbounded, a burst means thousands in flight.
-            tasks_concurrency_limit=self.concurrency,
-            allowed_updates=["message", "callback_query"],
-        )
+        # Our poller, not aiogram's: it confirms an update to Telegram only once it was handled.
+        await self.poller.run()
 
     async def stop(self) -> None:
-        if self.dispatcher._running_lock.locked():
-            await self.dispatcher.stop_polling()
+        self.poller.stop()
 
     async def start_webhook(self, url: str, secret: str, *, register: bool = True) -> None:
         if register:

@@ -23,6 +23,7 @@ from telegram.ext import (
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
 from bot.transports.base import Failure, SendFailed, deliver_with_retries, handle_safely, mark_blocked
+from bot.transports.polling import Poller
 
 _MEDIA = (
     "sticker",
@@ -62,7 +63,7 @@ class PTBTransport:
         )
         self.app.add_handler(MessageHandler(filters.ALL, self._on_message))
         self.app.add_handler(CallbackQueryHandler(self._on_callback))
-        self._stopped = asyncio.Event()
+        self.poller = Poller(api_url, token, self.feed, concurrency=concurrency)
         # Polling and background sending may both be first to need the client; it is set up once.
         self._initializing = asyncio.Lock()
 
@@ -143,23 +144,13 @@ class PTBTransport:
         return None
 
     async def run_polling(self) -> None:
-        self._stopped.clear()
         await self._initialize()
         await self.app.bot.delete_webhook()
-        await self.app.start()
-        assert self.app.updater is not None
-        await self.app.updater.start_polling(timeout=10, allowed_updates=["message", "callback_query"])
-        try:
-            await self._stopped.wait()
-        finally:
-            if self.app.updater.running:
-                await self.app.updater.stop()
-            if self.app.running:
-                await self.app.stop()
-            await self.app.shutdown()
+        # Our poller, not PTB's Updater: it confirms an update to Telegram only once it was handled.
+        await self.poller.run()
 
     async def stop(self) -> None:
-        self._stopped.set()
+        self.poller.stop()
 
     async def start_webhook(self, url: str, secret: str, *, register: bool = True) -> None:
         await self._initialize()
