@@ -186,7 +186,7 @@ async def test_bot_killed_and_restarted_mid_load(
     database_url = postgres_url
     seeded = await seed(database_url, migrate=False)
     # Webhook mode: an update is acknowledged only after its commit, so a killed process drops nothing;
-    # Telegram posts it again to the restarted one. (Long polling confirms updates when it fetches them.)
+    # Telegram posts it again to the restarted one.
     bot = BotProcess.minyi(recording, database_url, "aiogram", webhook=True)
     await bot.start(tmp_path / "bot.log")
     try:
@@ -200,6 +200,27 @@ async def test_bot_killed_and_restarted_mid_load(
     finally:
         await bot.stop()
     assert_clean(await audit(database_url, recording, traces))
+
+
+@pytest.mark.parametrize("transport", ["aiogram", "ptb"])
+async def test_bot_killed_mid_load_while_long_polling_loses_nothing(
+    transport: str, recording: RecordingTelegram, sqlite_url: str, tmp_path: Path
+) -> None:
+    """`minyi run` as it starts by default (long polling, SQLite), killed with updates in hand: the poller
+    confirms an update only once handled, so the restarted process gets the ones the dead one had not."""
+    seeded = await seed(sqlite_url, migrate=False)
+    bot = BotProcess.minyi(recording, sqlite_url, transport)
+    await bot.start(tmp_path / "bot.log")
+    try:
+        load = asyncio.create_task(run_residents(recording, seeded, RESIDENTS, step_timeout=6))
+        while sum(len(ids) for ids in recording.sent.values()) < RESIDENTS * 4:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await bot.kill()
+        await bot.start(tmp_path / "bot.log")
+        traces = await load
+    finally:
+        await bot.stop()
+    assert_clean(await audit(sqlite_url, recording, traces))
 
 
 @pytest.mark.postgres
@@ -270,6 +291,7 @@ async def test_nothing_per_resident_stays_in_memory_after_they_finish(
         assert isinstance(bot, AiogramTransport)
         assert len(bot.engine.locks) == 0
         assert len(bot.engine._questionnaires) <= QUESTIONNAIRE_CACHE
+        assert len(bot.engine.answers) == 0  # answers are remembered only while a questionnaire is open
         # aiogram's stock FSM storage would hold a record for every resident it ever saw.
         assert isinstance(bot.dispatcher.fsm.storage, MemoryStorage)
         assert len(bot.dispatcher.fsm.storage.storage) == 0
