@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import event
 
 from bot import callbacks as cb
+from bot import texts
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
 from bot.tagging import ModelTags, QuickTags
@@ -115,3 +116,23 @@ async def test_a_redelivered_update_costs_one_statement_and_changes_nothing(db: 
         assert await engine.handle(again) == []
     assert len(statements) == 1, "\n\n".join(statements)
     assert any(b.data.startswith(cb.CONSENT) for r in replies for row in r.buttons for b in row)
+
+
+async def test_answers_remembered_between_updates_never_hide_another_processs_answer(db: Database) -> None:
+    """Two processes (two engines) take turns on one resident: what one remembers of the answers is
+    dropped as soon as the other has saved one."""
+    project = await create_project(db)
+    first = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
+    second = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
+    resident = Resident(first, 4444)
+    replies = await resident.send(project.start())
+    replies = await resident.tap(replies, "同意")
+    replies = await resident.tap(replies, "产权人")  # `first` now remembers one answer
+    resident.engine = second
+    replies = await resident.tap(replies, "不能接受")
+    assert "工程有必要吗" in questions(replies)[-1]
+    resident.engine = first
+    replies = await resident.send("/back")
+    assert "补偿方案能接受吗" in questions(replies)[-1]
+    assert texts.PREVIOUS_ANSWER.format(answer="不能接受") in questions(replies)[-1]
+    assert len(first.answers) == 1 and len(second.answers) == 1
