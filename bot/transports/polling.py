@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Handle = Callable[[dict[str, Any]], Awaitable[None]]
 LIMIT = 100  # updates per getUpdates call: Telegram's maximum
+GATHER_SECONDS = 0.005  # with every slot taken: how long to collect more free ones after the first
 IDLE_SECONDS = 0.02  # with updates in hand and nothing new: how long before asking again
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # after a failed getUpdates, growing while it keeps failing
 
@@ -129,11 +130,22 @@ class Poller:
         self._room.set()
 
     async def _wait_for_room(self) -> None:
-        while len(self._in_hand) >= self.concurrency and not self._stopping.is_set():
+        """Until a quarter of the slots are free, or a moment after the first one is: every poll returns
+        all the updates still in hand, so asking after each single one would fetch them over and over."""
+        want = max(1, self.concurrency // 4)
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while self.concurrency - len(self._in_hand) < want and not self._stopping.is_set():
+            timeout = None
+            if len(self._in_hand) < self.concurrency:
+                deadline = deadline or loop.time() + GATHER_SECONDS
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    return
             self._room.clear()
             stopping = asyncio.create_task(self._stopping.wait())
             room = asyncio.create_task(self._room.wait())
-            await asyncio.wait({stopping, room}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({stopping, room}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             room.cancel()
 
