@@ -53,6 +53,7 @@ class AlertSender:
         self.db = db
         self.courier = courier
         self.settings = courier.settings
+        self._next_unrouted_check = 0.0
 
     async def tick(self) -> None:
         await self._first_round()
@@ -61,7 +62,7 @@ class AlertSender:
     async def _first_round(self) -> None:
         async with self.db.transaction() as session:
             plans: list[tuple[AlertView, list[Recipient], list[int]]] = []
-            for alert in await alerting.queued(session) + await alerting.unrouted(session):
+            for alert in await alerting.queued(session) + await self._unrouted_due(session):
                 recipients = await alerting.first_recipients(session, alert)
                 if not recipients:  # no worker for the grid and no assessor on duty: straight to the admins
                     recipients = await alerting.admins(session)
@@ -83,6 +84,14 @@ class AlertSender:
                 await _remember_blocked(session, copies)
                 late = await self._already_acknowledged(session, alert, copies)
             await self._deliver_all(late)
+
+    async def _unrouted_due(self, session: AsyncSession) -> list[Alert]:
+        """Alerts nobody could receive, looked at again now and then (someone may have become able to)."""
+        now = self.courier.clock.monotonic()
+        if now < self._next_unrouted_check:
+            return []
+        self._next_unrouted_check = now + self.settings.unrouted_retry_seconds
+        return await alerting.unrouted(session)
 
     async def _admin_round(self) -> None:
         async with self.db.transaction() as session:

@@ -123,6 +123,7 @@ class PushSettings:
     remind_check_seconds: float = 3600.0
     housekeeping_seconds: float = 3600.0  # how often old update ids are forgotten
     alert_admins_after: timedelta = timedelta(minutes=30)
+    unrouted_retry_seconds: float = 15.0  # how often alerts nobody could receive are tried again
 
     @property
     def window(self) -> int:

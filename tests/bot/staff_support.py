@@ -59,6 +59,7 @@ def fast_settings(**changes: object) -> PushSettings:
         "backoff": 0.05,
         "remind_after": None,
         "alert_admins_after": timedelta(hours=1),
+        "unrouted_retry_seconds": 0.1,
     }
     values.update(changes)
     return PushSettings(**values)  # type: ignore[arg-type]
