@@ -17,6 +17,7 @@ import contextlib
 import functools
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 Handle = Callable[[dict[str, Any]], Awaitable[None]]
 LIMIT = 100  # updates per getUpdates call: Telegram's maximum
-GATHER_SECONDS = 0.005  # with every slot taken: how long to collect more free ones after the first
+MOST_IN_HAND = 40  # updates handled at once, and queued, at most: 80 of a batch of 100 come back each poll
 IDLE_SECONDS = 0.02  # with updates in hand and nothing new: how long before asking again
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # after a failed getUpdates, growing while it keeps failing
 
@@ -37,7 +38,12 @@ class PollingError(Exception):
 
 class Poller:
     """Fetches updates and hands each to `handle` as a task of its own, at most `concurrency` at a time,
-    until `stop()`; then waits for the updates in hand and confirms them. One `run()` per poller."""
+    until `stop()`; then waits for the updates in hand and confirms them. One `run()` per poller.
+
+    Fetched updates wait in a queue of up to `concurrency` until a slot is free, so a finished update's
+    slot is filled at once, not after a round trip to Telegram; the queue is topped up when half empty.
+    Queued updates are not confirmed either: the offset stays at the oldest update not yet handled.
+    """
 
     def __init__(
         self,
@@ -51,14 +57,16 @@ class Poller:
     ) -> None:
         self.url = f"{api_url.rstrip('/')}/bot{token}/getUpdates"
         self.handle = handle
-        # Each poll returns the updates in hand first: leave room in a batch for new ones.
-        self.concurrency = max(1, min(concurrency, LIMIT // 2))
+        # Every poll returns the updates in hand and queued first: with at most 40 of each, a batch of 100
+        # still has room for new ones.
+        self.concurrency = max(1, min(concurrency, MOST_IN_HAND))
         self.timeout = timeout
         self.allowed_updates = list(allowed_updates)
         self._in_hand: dict[int, asyncio.Task[None]] = {}
-        self._next = 0  # one past the highest update id taken in hand so far
+        self._queue: deque[dict[str, Any]] = deque()  # fetched, not started; in id order
+        self._next = 0  # one past the highest update id fetched so far
         self._stopping = asyncio.Event()
-        self._room = asyncio.Event()
+        self._low = asyncio.Event()  # the queue fell below half
 
     def stop(self) -> None:
         self._stopping.set()
@@ -71,13 +79,12 @@ class Poller:
         async with aiohttp.ClientSession() as http:
             failures = 0
             while not self._stopping.is_set():
-                await self._wait_for_room()
+                await self._wait_until_queue_is_low()
                 if self._stopping.is_set():
                     break
+                busy = bool(self._in_hand or self._queue)
                 try:
-                    updates = await self._get_updates(
-                        http, self._offset(), 0 if self._in_hand else self.timeout
-                    )
+                    updates = await self._get_updates(http, self._offset(), 0 if busy else self.timeout)
                 except asyncio.CancelledError:
                     raise
                 except PollingError:
@@ -89,35 +96,49 @@ class Poller:
                     await self._sleep(pause)
                     continue
                 failures = 0
-                if not self._take(updates) and self._in_hand:
+                if not self._add(updates) and self._in_hand:
                     # Only updates already in hand came back: wait until one is done or a moment passed.
                     await asyncio.wait(
                         set(self._in_hand.values()), timeout=IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED
                     )
+            self._queue.clear()  # not started, not confirmed: Telegram keeps them for the next run
             if self._in_hand:
                 await asyncio.wait(set(self._in_hand.values()))
             # Confirm what was handled, so a restart does not fetch it again (it would change nothing).
             with contextlib.suppress(Exception):
-                await self._get_updates(http, self._next, 0, limit=1)
+                await self._get_updates(http, self._offset(), 0, limit=1)
 
     def _offset(self) -> int:
-        return min(self._in_hand) if self._in_hand else self._next
+        """The oldest update not yet handled: Telegram forgets everything below it."""
+        if self._in_hand:
+            return min(self._in_hand)  # started in id order: every queued update comes after these
+        return int(self._queue[0]["update_id"]) if self._queue else self._next
 
-    def _take(self, updates: list[dict[str, Any]]) -> int:
-        """Start the new updates in id order, as many as there is room for; returns how many."""
-        started = 0
+    def _add(self, updates: list[dict[str, Any]]) -> int:
+        """Queue the new updates in id order, as many as fit, and start what slots allow; returns how many
+        were new."""
+        added = 0
         for update in sorted(updates, key=lambda u: int(u["update_id"])):
             update_id = int(update["update_id"])
             if update_id < self._next:
-                continue  # in hand, or handled and confirmed with the next call
-            if len(self._in_hand) >= self.concurrency:
+                continue  # in hand or queued, or handled and confirmed with the next call
+            if len(self._queue) >= self.concurrency:
                 break  # the rest come again with the next call
+            self._queue.append(update)
+            self._next = update_id + 1
+            added += 1
+        self._start_queued()
+        return added
+
+    def _start_queued(self) -> None:
+        while self._queue and len(self._in_hand) < self.concurrency:
+            update = self._queue.popleft()
+            update_id = int(update["update_id"])
             task = asyncio.create_task(self._handle_one(update))
             self._in_hand[update_id] = task
             task.add_done_callback(functools.partial(self._done, update_id))
-            self._next = update_id + 1
-            started += 1
-        return started
+        if len(self._queue) < max(1, self.concurrency // 2):
+            self._low.set()
 
     async def _handle_one(self, update: dict[str, Any]) -> None:
         try:
@@ -127,27 +148,19 @@ class Poller:
 
     def _done(self, update_id: int, _task: asyncio.Task[None]) -> None:
         self._in_hand.pop(update_id, None)
-        self._room.set()
+        if not self._stopping.is_set():
+            self._start_queued()  # the freed slot takes the next queued update at once
 
-    async def _wait_for_room(self) -> None:
-        """Until a quarter of the slots are free, or a moment after the first one is: every poll returns
-        all the updates still in hand, so asking after each single one would fetch them over and over."""
-        want = max(1, self.concurrency // 4)
-        loop = asyncio.get_running_loop()
-        deadline: float | None = None
-        while self.concurrency - len(self._in_hand) < want and not self._stopping.is_set():
-            timeout = None
-            if len(self._in_hand) < self.concurrency:
-                deadline = deadline or loop.time() + GATHER_SECONDS
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    return
-            self._room.clear()
+    async def _wait_until_queue_is_low(self) -> None:
+        """Every poll returns all the updates in hand and queued, so ask only once the queue is half
+        empty (at once while nothing is queued)."""
+        while len(self._queue) >= max(1, self.concurrency // 2) and not self._stopping.is_set():
+            self._low.clear()
             stopping = asyncio.create_task(self._stopping.wait())
-            room = asyncio.create_task(self._room.wait())
-            await asyncio.wait({stopping, room}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            low = asyncio.create_task(self._low.wait())
+            await asyncio.wait({stopping, low}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
-            room.cancel()
+            low.cancel()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
