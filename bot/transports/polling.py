@@ -6,8 +6,9 @@ moment loses the updates it had fetched: those residents get no reply. Here the 
 update still in hand: a killed process's unhandled updates go to the next one, and the engine's
 `update_id` check makes the ones it had handled but not yet confirmed harmless.
 
-The price is that, while updates are in hand, each poll hands them back again (Telegram returns
-everything from the offset on); they are recognised by id and skipped.
+The price is that, while updates are in hand or queued, each poll hands them back again (Telegram returns
+everything from the offset on); they are recognised by id and skipped. Polls are spaced so that this
+stays small (see `benchmarks/README.md`).
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ class Poller:
             done, _ = await asyncio.wait({request, stop_waiting}, return_when=asyncio.FIRST_COMPLETED)
             if request not in done and wait > 0:
                 request.cancel()
+                await asyncio.gather(request, return_exceptions=True)
                 return []
             return await request
         finally:
