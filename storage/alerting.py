@@ -146,6 +146,9 @@ async def record_sent(session: AsyncSession, alert_id: int, copies: Sequence[Cop
     await _store_copies(session, copies)
     delivered = [c for c in copies if c.status == "sent"]
     now = utcnow()
+    if alert.status == UNROUTED and delivered:
+        # It waited for someone able to receive it: the time to acknowledge starts now that someone has it.
+        alert.sent_at = now
     alert.sent_at = alert.sent_at or now
     if alert.status in (QUEUED, UNROUTED):  # someone may have acted on a copy already
         alert.status = SENT if delivered else UNROUTED

@@ -10,7 +10,7 @@ import time
 from datetime import timedelta
 
 from PIL import Image
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from bot import texts
 from bot.simusers import SimUser
@@ -18,7 +18,7 @@ from minyi.commands.export import write
 from storage import repository as repo
 from storage import staff as staffing
 from storage.database import Database
-from storage.models import Alert, AlertDelivery, AuditEntry, GridWorker, Person, Submission
+from storage.models import Alert, AlertDelivery, AuditEntry, GridWorker, Person, Submission, utcnow
 from tests.bot.conftest import MakeStaffBot
 from tests.bot.staff_support import ONE_EACH, ONE_EACH_CROSSED, StaffBot, add_staff, fast_settings, wait_until
 from tests.conftest import NEEDS_CJK_FONT, Project, create_project
@@ -336,6 +336,44 @@ async def test_an_alert_nobody_could_receive_waits_and_reaches_the_first_person_
     assert fake.chat_messages(elsewhere.telegram_id) == []
     actions = await audit_actions(db)
     assert actions.index("alert.unrouted") < actions.index("alert.sent")
+
+
+@ONE_EACH
+async def test_an_alert_that_waited_for_someone_gives_them_the_full_time_to_acknowledge(
+    staff_bot_factory: MakeStaffBot,
+) -> None:
+    bot = await staff_bot_factory(fast_settings(alert_admins_after=timedelta(seconds=2)))
+    db, fake = bot.db, bot.fake
+    project = await create_project(db)
+    async with db.transaction() as session:
+        await session.execute(
+            insert(Alert).values(
+                project_id=project.id,
+                grid_id=project.grid_ids["G01"],
+                signals=["blocking"],
+                redacted="明天去堵路",
+                status="queued",
+            )
+        )
+
+    async def status() -> str:
+        async with db.reading() as session:
+            return (await session.scalars(select(Alert.status))).one()
+
+    async def unrouted() -> bool:
+        return await status() == "unrouted"
+
+    await wait_until(unrouted, 10, "the alert marked as reaching nobody")
+    async with db.transaction() as session:  # nobody could receive it for an hour
+        await session.execute(update(Alert).values(sent_at=utcnow() - timedelta(hours=1)))
+    row = await add_staff(db, fake, "gridworker", grid_ids=[project.grid_ids["G01"]], name="王网格")
+    worker = fake.user(row.telegram_id)
+    await worker.wait_for(lambda: any("堵路" in m.text for m in worker.messages))
+    admin_row = await add_staff(db, fake, "admin", name="钱管理")
+    admin = fake.user(admin_row.telegram_id)
+    await asyncio.sleep(1.0)  # within the 2 s the worker has to acknowledge: the admin is not told yet
+    assert admin.messages == []
+    await admin.wait_for(lambda: any("无人确认" in m.text for m in admin.messages), 10)
 
 
 async def _blocked(db: Database, telegram_id: int) -> bool:
