@@ -19,6 +19,7 @@ SELF_HARM = "self_harm"
 # Answers classified in one call at most: the model costs about a tenth per text in a batch of twenty
 # of what it costs for one text alone (vectorising and the matrix product are per call, not per text).
 BATCH = 32
+MAX_WAITING = 10_000  # answers queued for the classifier in memory at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +86,25 @@ class BackgroundTagging:
     the next call (under load, most of them).
     """
 
-    def __init__(self, db: Database, tagger: Tagger, *, concurrency: int = 2) -> None:
+    def __init__(
+        self, db: Database, tagger: Tagger, *, concurrency: int = 2, max_waiting: int = MAX_WAITING
+    ) -> None:
         self.db = db
         self.tagger = tagger
+        self.max_waiting = max_waiting
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: list[tuple[int, str]] = []
+        self._left_out = False  # answers were not queued (queue full): fetch them again once it is empty
 
     def schedule(self, answer_id: int, text: str) -> None:
+        if len(self._waiting) >= self.max_waiting:
+            # A stuck or slow model must not fill the memory: the answer stays untagged in the database,
+            # where `catch_up` finds it once the queue has emptied.
+            if not self._left_out:
+                log.warning("%s answers queued for the classifier; more wait in the database", self.waiting)
+            self._left_out = True
+            return
         self._waiting.append((answer_id, text))
         # One task per answer keeps `pending` and `drain` simple; a task whose answer an earlier batch
         # took finds nothing waiting and ends.
@@ -103,6 +115,10 @@ class BackgroundTagging:
     @property
     def pending(self) -> int:
         return len(self._tasks)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
 
     async def drain(self, seconds: float = 30.0) -> None:
         """Wait for scheduled tagging to finish (at shutdown, and in tests)."""
@@ -124,6 +140,12 @@ class BackgroundTagging:
         return len(rows)
 
     async def _tag_waiting(self) -> None:
+        await self._tag_batch()
+        if self._left_out and not self._waiting:
+            self._left_out = False
+            await self.catch_up()  # the answers that found the queue full
+
+    async def _tag_batch(self) -> None:
         async with self._slots:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
             if not batch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -156,3 +157,52 @@ async def test_answers_waiting_for_the_model_are_classified_together(db: Databas
     async with db.reading() as session:
         tags = (await session.scalars(select(AnswerTag).where(AnswerTag.answer_id.in_(ids)))).all()
     assert len(tags) == 5 and all(t.tagged_at is not None and t.categories == ["compensation"] for t in tags)
+
+
+class StuckModel(CountingModel):
+    """Tags like CountingModel, but its first call hangs until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def classify_many(self, texts: Sequence[str]) -> list[ModelTags]:
+        if not self.batches:
+            self.release.wait(30)
+        return super().classify_many(texts)
+
+
+async def test_a_stuck_model_never_queues_more_than_its_limit_and_loses_nothing(db: Database) -> None:
+    project = await create_project(db)
+    async with db.transaction() as session:
+        submission = await repo.create_submission(
+            session,
+            project_id=project.id,
+            version_id=project.version_id,
+            grid_id=None,
+            person_id=None,
+            channel="telegram",
+        )
+        ids = []
+        for n in range(9):
+            answer = await repo.save_answer(session, submission, f"q{n}", f"意见{n}", raw_text=f"意见{n}")
+            await repo.save_tags(session, answer.id, redacted=f"意见{n}", urgent=False, signals=[])
+            ids.append(answer.id)
+    model = StuckModel()
+    tagging = BackgroundTagging(db, model, concurrency=1, max_waiting=3)
+    for n, answer_id in enumerate(ids):
+        tagging.schedule(answer_id, f"意见{n}")
+        await asyncio.sleep(0)  # the first answer goes to the model, which hangs
+    assert tagging.waiting == 3, "a stuck model must not let the queue grow past its limit"
+    model.release.set()
+
+    async def all_tagged() -> bool:
+        async with db.reading() as session:
+            tags = (await session.scalars(select(AnswerTag).where(AnswerTag.answer_id.in_(ids)))).all()
+        return all(t.tagged_at is not None for t in tags)
+
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await all_tagged():  # the five left out are fetched from the database once the queue empties
+        assert asyncio.get_running_loop().time() < deadline, "answers that found the queue full were lost"
+        await asyncio.sleep(0.05)
+    await tagging.drain()
