@@ -33,7 +33,7 @@ def demo_command(args: argparse.Namespace) -> int:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise CommandError(f"cannot use {args.dir} for the demo's data: {error.strerror}") from None
+        raise CommandError(f"cannot use {args.dir} for the demo's data: {error.strerror or error}") from None
     try:
         result = run(run_demo(folder, residents=args.residents, transport=args.transport))
     except BotStartError as error:
