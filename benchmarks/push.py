@@ -36,7 +36,8 @@ from bot.dispatch import Dispatch  # noqa: E402
 from bot.engine import DialogEngine  # noqa: E402
 from bot.fakeapi import FakeTelegram  # noqa: E402
 from bot.push import PushSettings, QuietHours  # noqa: E402
-from bot.survey_file import parse_survey, survey_hash  # noqa: E402
+from bot.survey_file import parse_survey  # noqa: E402
+from minyi.commands.survey import publish  # noqa: E402
 from minyi.settings import Settings  # noqa: E402
 from minyi.wiring import make_transport  # noqa: E402
 from storage import outreach  # noqa: E402
@@ -95,15 +96,7 @@ async def seed(db: Database, fake: FakeTelegram, residents: int) -> tuple[int, i
     now = utcnow()
     async with db.transaction() as session:
         project = await repo.create_project(session, "RW2026", questionnaire.title)
-        version, _ = await repo.publish_version(
-            session,
-            project,
-            survey_id=questionnaire.id,
-            version=questionnaire.version,
-            title=questionnaire.title,
-            source=source,
-            content_hash=survey_hash(source),
-        )
+        version, _ = await publish(session, project, questionnaire, source)
         grid = await repo.upsert_grid(session, project.id, "G01", "东风社区一网格", "东风社区", residents)
         worker = Person(telegram_id=WORKER, role=Role.GRIDWORKER, display_name="王网格", state="")
         session.add_all([worker, Person(telegram_id=ASSESSOR, role=Role.ASSESSOR, state="", on_duty=True)])

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from bot.autopilot import Outcome, answer_survey
 from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
-from bot.survey_file import parse_survey, survey_hash
+from bot.survey_file import parse_survey
+from minyi.commands.survey import publish
 from minyi.processes import start_bot_process
 from minyi.settings import Settings
 from minyi.wiring import open_database
@@ -74,15 +75,7 @@ async def run_demo(
         db = open_database(settings)
         async with db.transaction() as session:
             project = await repo.create_project(session, PROJECT_CODE, questionnaire.title)
-            await repo.publish_version(
-                session,
-                project,
-                survey_id=questionnaire.id,
-                version=questionnaire.version,
-                title=questionnaire.title,
-                source=source,
-                content_hash=survey_hash(source),
-            )
+            await publish(session, project, questionnaire, source)
             grids = [await repo.upsert_grid(session, project.id, *g) for g in GRIDS]
         # The bot runs in a process of its own, as in a deployment: it gets a core to itself, and it
         # loads the risk model before it takes updates.

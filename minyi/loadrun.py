@@ -24,7 +24,8 @@ from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
 from bot.questionnaire import Question, QuestionKind, Questionnaire
 from bot.simusers import BotMessage, Click, SimUser
-from bot.survey_file import parse_survey, survey_hash
+from bot.survey_file import parse_survey
+from minyi.commands.survey import publish
 from storage import repository as repo
 from storage.database import Database
 from storage.migrate import upgrade
@@ -62,15 +63,7 @@ async def seed(database_url: str, *, migrate: bool = True) -> Seeded:
     questionnaire = parse_survey(source, str(EXAMPLE))
     async with Database(database_url) as db, db.transaction() as session:
         project = await repo.create_project(session, PROJECT_CODE, questionnaire.title)
-        version, _ = await repo.publish_version(
-            session,
-            project,
-            survey_id=questionnaire.id,
-            version=questionnaire.version,
-            title=questionnaire.title,
-            source=source,
-            content_hash=survey_hash(source),
-        )
+        version, _ = await publish(session, project, questionnaire, source)
         grids = [await repo.upsert_grid(session, project.id, code, f"网格{code}") for code in GRIDS]
         return Seeded(project.id, version.id, tuple(g.id for g in grids), questionnaire)
 

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.engine import DialogEngine
 from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
-from bot.survey_file import parse_survey, survey_hash
+from bot.survey_file import parse_survey
 from bot.transports.base import Transport
+from minyi.commands.survey import publish
 from minyi.settings import Settings
 from minyi.wiring import make_engine, make_transport
 from storage import repository as repo
@@ -145,15 +146,7 @@ async def create_project(db: Database, survey: Path = CONTRACT_SURVEY, code: str
     questionnaire = parse_survey(source)
     async with db.transaction() as session:
         project = await repo.create_project(session, code, questionnaire.title)
-        version, _ = await repo.publish_version(
-            session,
-            project,
-            survey_id=questionnaire.id,
-            version=questionnaire.version,
-            title=questionnaire.title,
-            source=source,
-            content_hash=survey_hash(source),
-        )
+        version, _ = await publish(session, project, questionnaire, source)
         grids = {
             code: (await repo.upsert_grid(session, project.id, code, f"网格{code}", "东风社区", 100)).id
             for code in ("G01", "G02")

@@ -44,6 +44,7 @@ def parse_or_fail(source: str, path: str) -> Questionnaire:
 async def publish(
     session: AsyncSession, project: Project, questionnaire: Questionnaire, source: str
 ) -> tuple[QuestionnaireVersion, bool]:
+    """Publish a parsed survey file as a version of `project` (the demo, load runs and tests use it too)."""
     return await repo.publish_version(
         session,
         project,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from bot.survey_file import parse_survey, survey_hash
+from bot.survey_file import parse_survey
+from minyi.commands.survey import publish
 from nlp.redact import redact
 from storage import repository as repo
 from storage.database import Database
@@ -31,15 +32,7 @@ async def create_project(db: Database, survey: Path, code: str) -> Project:
     questionnaire = parse_survey(source)
     async with db.transaction() as session:
         project = await repo.create_project(session, code, "人民路拓宽工程")
-        version, _ = await repo.publish_version(
-            session,
-            project,
-            survey_id=questionnaire.id,
-            version=questionnaire.version,
-            title=questionnaire.title,
-            source=source,
-            content_hash=survey_hash(source),
-        )
+        version, _ = await publish(session, project, questionnaire, source)
         grids = {
             grid: (await repo.upsert_grid(session, project.id, grid, name, "东风社区", 100)).id
             for grid, name in (("G01", "东风一网格"), ("G02", "人民二网格"))
