@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from minyi.commands import CommandError
 from minyi.settings import Settings
+from storage import repository as repo
 from storage.database import Database
+from storage.models import Grid, Project
 
 T = TypeVar("T")
 
@@ -78,3 +81,22 @@ def read_text(path: str) -> str:
         raise CommandError(f"{path}: no such file") from error
     except (OSError, UnicodeDecodeError) as error:
         raise CommandError(f"{path}: cannot read it ({error})") from error
+
+
+async def project_or_fail(session: AsyncSession, code: str) -> Project:
+    """The project with `code`, or a one-line reason."""
+    project = await repo.project_by_code(session, code)
+    if project is None:
+        raise CommandError(f"no project with code {code!r}")
+    return project
+
+
+async def grids_or_fail(session: AsyncSession, project: Project, codes: Sequence[str]) -> list[Grid]:
+    """The project's grids with these codes, in order, or a one-line reason naming the first unknown one."""
+    grids = []
+    for code in codes:
+        grid = await repo.grid_by_code(session, project.id, code)
+        if grid is None:
+            raise CommandError(f"project {project.code} has no grid {code!r}")
+        grids.append(grid)
+    return grids

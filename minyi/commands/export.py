@@ -9,7 +9,7 @@ import sys
 from typing import Any, TextIO
 
 from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, project_or_fail, run, settings
 from storage import repository as repo
 from storage.repository import SubmissionRow
 
@@ -45,9 +45,7 @@ def register(subparsers: Any) -> None:
 def responses_command(args: argparse.Namespace) -> int:
     async def load() -> tuple[list[SubmissionRow], list[str]]:
         async with database(settings()) as db, db.reading() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
+            project = await project_or_fail(session, args.project)
             rows = await repo.submission_rows(session, project.id)
             return rows, _question_order(rows)
 

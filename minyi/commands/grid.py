@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, project_or_fail, run, settings
 from storage import repository as repo
 
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -49,9 +49,7 @@ def register(subparsers: Any) -> None:
 def add_command(args: argparse.Namespace) -> int:
     async def add() -> str:
         async with database(settings()) as db, db.transaction() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
+            project = await project_or_fail(session, args.project)
             if args.households < 0:
                 raise CommandError("--households cannot be negative")
             grid = await repo.upsert_grid(
@@ -150,9 +148,7 @@ def import_command(args: argparse.Namespace) -> int:
 
     async def load() -> tuple[int, int]:
         async with database(settings()) as db, db.transaction() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
+            project = await project_or_fail(session, args.project)
             known = {g.code for g in await repo.grids_of(session, project.id)}
             for row in rows:
                 await repo.upsert_grid(session, project.id, row.code, row.name, row.community, row.households)

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.links import deep_link
 from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, grids_or_fail, project_or_fail, run, settings
 from storage import repository as repo
 from storage import staff as staffing
 
@@ -50,13 +50,8 @@ def invite_command(args: argparse.Namespace) -> int:
         async with database(config) as db, db.transaction() as session:
             grid_ids, names = [], []
             if args.grid:
-                project = await repo.project_by_code(session, args.project)
-                if project is None:
-                    raise CommandError(f"no project with code {args.project!r}")
-                for code in args.grid:
-                    grid = await repo.grid_by_code(session, project.id, code)
-                    if grid is None:
-                        raise CommandError(f"project {project.code} has no grid {code!r}")
+                project = await project_or_fail(session, args.project)
+                for grid in await grids_or_fail(session, project, args.grid):
                     grid_ids.append(grid.id)
                     names.append(f"{project.code}-{grid.code} {grid.name}")
             code = await staffing.create_invite(

@@ -11,7 +11,7 @@ from typing import Any
 from bot.engine import LINK_SECRET_SETTING
 from bot.links import LinkTarget, deep_link, make_payload
 from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, project_or_fail, run, settings
 from storage import repository as repo
 from storage import staff as staffing
 from storage.models import Person, Role
@@ -50,9 +50,7 @@ def link_command(args: argparse.Namespace) -> int:
 
     async def make() -> tuple[str, str, str]:
         async with database(config) as db, db.transaction() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
+            project = await project_or_fail(session, args.project)
             grid = await repo.grid_by_code(session, project.id, args.grid)
             if grid is None:
                 raise CommandError(

@@ -6,8 +6,7 @@ import argparse
 import unicodedata
 from typing import Any
 
-from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, project_or_fail, run, settings
 from storage import repository as repo
 from storage import staff as staffing
 from storage.staff import GridProgress
@@ -22,9 +21,7 @@ def register(subparsers: Any) -> None:
 def progress_command(args: argparse.Namespace) -> int:
     async def load() -> tuple[str, list[GridProgress]]:
         async with database(settings()) as db, db.reading() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
+            project = await project_or_fail(session, args.project)
             grids = await repo.grids_of(session, project.id)
             return project.title, await staffing.grid_progress(session, [g.id for g in grids])
 

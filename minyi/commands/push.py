@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, project_or_fail, run, settings
 from minyi.settings import Settings
 from storage import outreach
 from storage import repository as repo
@@ -69,9 +69,7 @@ def push_command(args: argparse.Namespace) -> int:
     async def go() -> None:
         async with database(config) as db:
             async with db.transaction() as session:
-                project = await repo.project_by_code(session, args.project)
-                if project is None:
-                    raise CommandError(f"no project with code {args.project!r}")
+                project = await project_or_fail(session, args.project)
                 grids = await repo.grids_of(session, project.id)
                 if args.grid:
                     wanted = {code.upper() for code in args.grid}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, project_or_fail, run, settings
 from minyi.commands.console import console_config
 from storage import repository as repo
 
@@ -33,9 +33,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     async def gather() -> report.ReportData:
         async with database(config) as db, db.transaction() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
+            project = await project_or_fail(session, args.project)
             data = await report.gather(session, project, zone, answers=form == "xlsx")
             repo.audit(
                 session, "cli", f"view.report.{form}", f"project:{project.code}", out=Path(args.out).name

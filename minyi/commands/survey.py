@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.questionnaire import Questionnaire
 from bot.survey_file import SurveyFileError, check_survey, parse_survey, survey_hash
 from minyi.commands import CommandError
-from minyi.commands.common import database, read_text, run, settings
+from minyi.commands.common import database, project_or_fail, read_text, run, settings
 from storage import repository as repo
 from storage.models import Project, QuestionnaireVersion
 from storage.repository import RepositoryError
@@ -76,9 +76,7 @@ def publish_command(args: argparse.Namespace) -> int:
 
     async def go() -> str:
         async with database(settings()) as db, db.transaction() as session:
-            project = await repo.project_by_code(session, args.project)
-            if project is None:
-                raise CommandError(f"no project with code {args.project!r}")
+            project = await project_or_fail(session, args.project)
             try:
                 version, created = await publish(session, project, questionnaire, source)
             except RepositoryError as error:

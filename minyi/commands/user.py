@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from minyi.commands import CommandError
-from minyi.commands.common import database, run, settings
+from minyi.commands.common import database, grids_or_fail, project_or_fail, run, settings
 from storage import accounts
 from storage import repository as repo
 from storage.repository import RepositoryError
@@ -63,14 +63,8 @@ def add_command(args: argparse.Namespace) -> int:
         async with database(settings()) as db, db.transaction() as session:
             grid_ids: list[int] = []
             if args.grid:
-                project = await repo.project_by_code(session, args.project)
-                if project is None:
-                    raise CommandError(f"no project with code {args.project!r}")
-                for code in args.grid:
-                    grid = await repo.grid_by_code(session, project.id, code)
-                    if grid is None:
-                        raise CommandError(f"project {project.code} has no grid {code!r}")
-                    grid_ids.append(grid.id)
+                project = await project_or_fail(session, args.project)
+                grid_ids = [grid.id for grid in await grids_or_fail(session, project, args.grid)]
             try:
                 account = await accounts.create_account(session, name, args.role, password_hash, grid_ids)
             except RepositoryError as error:
