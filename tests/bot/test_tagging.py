@@ -132,7 +132,8 @@ class CountingModel:
         return [ModelTags(("compensation",), {"compensation": 0.9}, False, "counting") for _ in texts]
 
 
-async def test_answers_waiting_for_the_model_are_classified_together(db: Database) -> None:
+async def untagged_answers(db: Database, count: int) -> list[int]:
+    """`count` grievances 意见0, 意见1, … committed with their rule-based tags, not yet classified."""
     project = await create_project(db)
     async with db.transaction() as session:
         submission = await repo.create_submission(
@@ -144,10 +145,15 @@ async def test_answers_waiting_for_the_model_are_classified_together(db: Databas
             channel="telegram",
         )
         ids = []
-        for n in range(5):
+        for n in range(count):
             answer = await repo.save_answer(session, submission, f"q{n}", f"意见{n}", raw_text=f"意见{n}")
             await repo.save_tags(session, answer.id, redacted=f"意见{n}", urgent=False, signals=[])
             ids.append(answer.id)
+    return ids
+
+
+async def test_answers_waiting_for_the_model_are_classified_together(db: Database) -> None:
+    ids = await untagged_answers(db, 5)
     model = CountingModel()
     tagging = BackgroundTagging(db, model, concurrency=1)
     for n, answer_id in enumerate(ids):
@@ -173,21 +179,7 @@ class StuckModel(CountingModel):
 
 
 async def test_a_stuck_model_never_queues_more_than_its_limit_and_loses_nothing(db: Database) -> None:
-    project = await create_project(db)
-    async with db.transaction() as session:
-        submission = await repo.create_submission(
-            session,
-            project_id=project.id,
-            version_id=project.version_id,
-            grid_id=None,
-            person_id=None,
-            channel="telegram",
-        )
-        ids = []
-        for n in range(9):
-            answer = await repo.save_answer(session, submission, f"q{n}", f"意见{n}", raw_text=f"意见{n}")
-            await repo.save_tags(session, answer.id, redacted=f"意见{n}", urgent=False, signals=[])
-            ids.append(answer.id)
+    ids = await untagged_answers(db, 9)
     model = StuckModel()
     tagging = BackgroundTagging(db, model, concurrency=1, max_waiting=3)
     for n, answer_id in enumerate(ids):

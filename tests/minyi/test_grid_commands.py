@@ -8,7 +8,6 @@ import contextlib
 import io
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,10 @@ from storage.database import Database
 from storage.models import Grid, Invite, Person
 from tests.bot.staff_support import add_residents, add_staff
 from tests.conftest import LINK_SECRET, NEEDS_CJK_FONT, create_project
+from tests.minyi.test_cli import Result
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 LINK = re.compile(r"https://t\.me/\w+\?start=(?P<payload>[A-Za-z0-9_-]{1,64})")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}--- stderr\n{self.err}"
 
 
 async def minyi(*args: str, database_url: str, **settings: str) -> Result:
