@@ -55,7 +55,6 @@ class PTBTransport:
             .token(token)
             .base_url(f"{api_url}/bot")
             .base_file_url(f"{api_url}/file/bot")
-            .concurrent_updates(concurrency)
             # PTB's default pool of one connection would serialise every reply of every user.
             .connection_pool_size(concurrency)
             .pool_timeout(30)
