@@ -33,11 +33,6 @@ CONFIRM_DELETE = "confirm_delete"
 _LOOKS_LIKE_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{1,40}$")
 
 
-async def handle(t: Turn) -> list[Reply]:
-    person, _active = await repo.person_with_active_submission(t.session, t.incoming.user_id)
-    return await handle_person(t, person)
-
-
 async def handle_person(t: Turn, person: Person | None) -> list[Reply]:
     """The dialog for a sender already looked up (and row-locked) in this transaction."""
     incoming = t.incoming
