@@ -54,6 +54,31 @@ class BatchTagger(Tagger, Protocol):
     def classify_many(self, texts: Sequence[str]) -> list[ModelTags]: ...
 
 
+@runtime_checkable
+class OffloadedTagger(Tagger, Protocol):
+    """A tagger that classifies away from the event loop by itself (bot.classifier_process: in a process
+    of its own), so BackgroundTagging awaits it instead of lending it a thread."""
+
+    async def classify_batch(self, texts: Sequence[str]) -> list[ModelTags | None]: ...
+
+
+def classify_texts(tagger: Tagger, texts: Sequence[str]) -> list[ModelTags | None]:
+    """The model's tags for each text, None where it failed; blocking (a worker thread or process)."""
+    if isinstance(tagger, BatchTagger) and len(texts) > 1:
+        try:
+            return list(tagger.classify_many(texts))
+        except Exception:
+            log.exception("classifier failed on a batch of %s; trying them one by one", len(texts))
+    tags: list[ModelTags | None] = []
+    for text in texts:
+        try:
+            tags.append(tagger.classify(text))
+        except Exception:
+            log.exception("classifier failed on an answer; it stays untagged for now")
+            tags.append(None)
+    return tags
+
+
 class NlpTagger:
     """The nlp library's rules, redaction and default risk model (loaded or built once, on first use)."""
 
@@ -92,7 +117,9 @@ class BackgroundTagging:
         self.db = db
         self.tagger = tagger
         self.max_waiting = max_waiting
-        self._slots = asyncio.Semaphore(concurrency)
+        # A tagger with a worker process of its own takes one batch at a time: answers that arrive meanwhile
+        # wait and go together in the next batch instead of queueing one by one in front of the worker.
+        self._slots = asyncio.Semaphore(1 if isinstance(tagger, OffloadedTagger) else concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._waiting: list[tuple[int, str]] = []
         self._left_out = False  # answers were not queued (queue full): fetch them again once it is empty
@@ -150,7 +177,11 @@ class BackgroundTagging:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
             if not batch:
                 return
-            found = await asyncio.to_thread(self._classify, [text for _, text in batch])
+            texts = [text for _, text in batch]
+            if isinstance(self.tagger, OffloadedTagger):
+                found = await self.tagger.classify_batch(texts)
+            else:
+                found = await asyncio.to_thread(classify_texts, self.tagger, texts)
             results = {
                 answer_id: (text, tags)
                 for (answer_id, text), tags in zip(batch, found, strict=True)
@@ -173,19 +204,3 @@ class BackgroundTagging:
                     row.uncertain = tags.uncertain
                     row.model = tags.model[:64]
                     row.tagged_at = utcnow()
-
-    def _classify(self, texts: list[str]) -> list[ModelTags | None]:
-        """The model's tags for each text, None where it failed (in the worker thread)."""
-        if isinstance(self.tagger, BatchTagger) and len(texts) > 1:
-            try:
-                return list(self.tagger.classify_many(texts))
-            except Exception:
-                log.exception("classifier failed on a batch of %s; trying them one by one", len(texts))
-        tags: list[ModelTags | None] = []
-        for text in texts:
-            try:
-                tags.append(self.tagger.classify(text))
-            except Exception:
-                log.exception("classifier failed on an answer; it stays untagged for now")
-                tags.append(None)
-        return tags

@@ -13,10 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.classifier_process import ProcessTagger
 from bot.dispatch import Dispatch
 from bot.engine import DialogEngine
 from bot.push import PushSettings, QuietHours
+from bot.tagging import Tagger
 from bot.transports.base import Transport
+from bot.transports.polling import MOST_IN_HAND
 from minyi.settings import TRANSPORTS, Settings
 from storage.database import Database
 
@@ -26,7 +29,14 @@ log = logging.getLogger(__name__)
 def open_database(settings: Settings) -> Database:
     # No pre-ping: the engine retries an update whose connection was dropped (a PostgreSQL restart), and
     # the ping was a round trip on every update (8% of the bot's busy time under load, by py-spy).
-    return Database(settings.database_url, pool_size=max(5, settings.concurrency // 4), pre_ping=False)
+    return Database(settings.database_url, pool_size=pool_size(settings), max_overflow=4, pre_ping=False)
+
+
+def pool_size(settings: Settings) -> int:
+    """Database connections kept open: one per update handled at once, and a few for the background work
+    (alerts, pushes, the classifier's results). A smaller pool opened and closed connections under load,
+    each a dozen round trips to set up: 7 % of the bot's CPU, by py-spy."""
+    return min(settings.concurrency, MOST_IN_HAND) + 4
 
 
 def push_settings(settings: Settings) -> PushSettings:
@@ -40,11 +50,12 @@ def push_settings(settings: Settings) -> PushSettings:
     )
 
 
-def make_engine(settings: Settings, db: Database) -> DialogEngine:
+def make_engine(settings: Settings, db: Database, tagger: Tagger | None = None) -> DialogEngine:
     return DialogEngine(
         db,
         bot_username=settings.bot_username,
         link_secret=settings.link_secret,
+        tagger=tagger,
         crisis_line=settings.crisis_line,
         push=push_settings(settings),
     )
@@ -81,20 +92,22 @@ async def run_bot(
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
             loop.add_signal_handler(sig, stop.set)
     db = open_database(settings)
-    engine = make_engine(settings, db)
+    tagger = ProcessTagger()
+    engine = make_engine(settings, db, tagger)
     transport = make_transport(transport_name, engine, settings)
     # Alerts, pushes, reminders and notices go out through the same transport, paced on their own.
     dispatch = Dispatch(db, transport, engine.push)
     outreach: asyncio.Task[None] | None = None
     try:
-        # Load the risk model before taking updates; built while residents talk it would slow every reply.
-        from nlp.pipeline import warm_up
-
-        await asyncio.to_thread(warm_up)
-        # What start-up built (the frameworks, the tokeniser's dictionary, the model: hundreds of thousands
-        # of objects) lives as long as the process; left to the cyclic collector, every full collection
-        # walks all of it again: a quarter of a second each, several times a minute under load (a tenth
-        # of the bot's CPU, and the slowest replies). Frozen, full collections only walk what came after.
+        # The classifier's process loads the risk model before the bot takes updates: built while residents
+        # talk, it would leave their first grievances waiting.
+        await tagger.start()
+        # Open the pool's connections now, not one by one while the first residents wait.
+        await db.open_connections(pool_size(settings))
+        # What start-up built (the frameworks, SQLAlchemy's and pydantic's models: hundreds of thousands of
+        # objects) lives as long as the process; left to the cyclic collector, every full collection walks
+        # all of it again: a quarter of a second each, several times a minute under load (a tenth of the
+        # bot's CPU, and the slowest replies). Frozen, full collections only walk what came after.
         gc.freeze()
         await engine.tagging.catch_up()  # grievances left unclassified by an earlier run
         outreach = asyncio.create_task(dispatch.run())
@@ -113,6 +126,7 @@ async def run_bot(
             await outreach
         await transport.close()
         await engine.tagging.drain()
+        tagger.close()
         await db.dispose()
 
 

@@ -47,7 +47,10 @@ class Database:
     on an asyncio lock instead of on SQLite's file lock. Readers use `reading()`.
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, max_overflow: int | None = None, echo: bool = False,
+        pre_ping: bool = True,
+    ) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         options: dict[str, Any] = {"echo": echo}
@@ -58,8 +61,9 @@ class Database:
         else:
             # pre_ping tests each pooled connection before use (a round trip per transaction); callers that
             # retry on a dropped connection anyway, like the bot's engine, can do without it.
+            overflow = pool_size if max_overflow is None else max_overflow
             options.update(
-                pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping, pool_timeout=60
+                pool_size=pool_size, max_overflow=overflow, pool_pre_ping=pre_ping, pool_timeout=60
             )
         self.engine = create_async_engine(self.url, **options)
         if self.is_sqlite:
@@ -81,6 +85,15 @@ class Database:
     async def reading(self) -> AsyncIterator[AsyncSession]:
         async with self._readers() as session, session.begin():
             yield session
+
+    async def open_connections(self, count: int) -> None:
+        """Open up to `count` pooled connections at once (PostgreSQL; SQLite needs no pool): a burst of
+        updates right after start-up finds them ready instead of waiting while each is set up."""
+        if self.is_sqlite:
+            return
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(count):
+                await held.enter_async_context(self.engine.connect())
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -132,8 +132,10 @@ class CountingModel:
         return [ModelTags(("compensation",), {"compensation": 0.9}, False, "counting") for _ in texts]
 
 
-async def untagged_answers(db: Database, count: int) -> list[int]:
-    """`count` grievances 意见0, 意见1, … committed with their rule-based tags, not yet classified."""
+async def untagged_answers(db: Database, count: int, texts: Sequence[str] = ()) -> list[int]:
+    """`count` grievances (`texts`, or 意见0, 意见1, …) committed with their rule-based tags, not yet
+    classified."""
+    texts = texts or [f"意见{n}" for n in range(count)]
     project = await create_project(db)
     async with db.transaction() as session:
         submission = await repo.create_submission(
@@ -146,8 +148,8 @@ async def untagged_answers(db: Database, count: int) -> list[int]:
         )
         ids = []
         for n in range(count):
-            answer = await repo.save_answer(session, submission, f"q{n}", f"意见{n}", raw_text=f"意见{n}")
-            await repo.save_tags(session, answer.id, redacted=f"意见{n}", urgent=False, signals=[])
+            answer = await repo.save_answer(session, submission, f"q{n}", texts[n], raw_text=texts[n])
+            await repo.save_tags(session, answer.id, redacted=texts[n], urgent=False, signals=[])
             ids.append(answer.id)
     return ids
 
