@@ -15,8 +15,6 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.fsm.storage.base import StorageKey
-from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods import (
     AnswerCallbackQuery,
     DeleteWebhook,
@@ -63,7 +61,9 @@ class AiogramTransport:
         self.concurrency = concurrency
         self.poller = Poller(api_url, token, self.feed, concurrency=concurrency)
         self.bot = Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
-        self.dispatcher = Dispatcher(storage=StatelessStorage())
+        # Dialog state lives in the database: aiogram's FSM is not used, so its middleware (a storage look-up
+        # per update, and in the stock storage a record for every user ever seen) is left out.
+        self.dispatcher = Dispatcher(disable_fsm=True)
         self.dispatcher.message.register(self._on_message)
         self.dispatcher.callback_query.register(self._on_callback)
 
@@ -152,20 +152,6 @@ class AiogramTransport:
 
     async def close(self) -> None:
         await self.bot.session.close()
-
-
-class StatelessStorage(MemoryStorage):
-    """aiogram's FSM storage for a bot that keeps its dialog state in the database. The stock
-    MemoryStorage adds an entry for every user whose state is merely read (aiogram reads it for each
-    update), so memory grew with every resident ever seen; reading here creates nothing."""
-
-    async def get_state(self, key: StorageKey) -> str | None:
-        record = self.storage.get(key)
-        return record.state if record is not None else None
-
-    async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        record = self.storage.get(key)
-        return record.data.copy() if record is not None else {}
 
 
 def _markup(reply: Reply) -> InlineKeyboardMarkup | None:

@@ -292,7 +292,7 @@ async def test_nothing_per_resident_stays_in_memory_after_they_finish(
         assert len(bot.engine.locks) == 0
         assert len(bot.engine._questionnaires) <= QUESTIONNAIRE_CACHE
         assert len(bot.engine.answers) == 0  # answers are remembered only while a questionnaire is open
-        # aiogram's stock FSM storage would hold a record for every resident it ever saw.
+        # aiogram's FSM, were it on, would hold a record for every resident it ever saw.
         assert isinstance(bot.dispatcher.fsm.storage, MemoryStorage)
         assert len(bot.dispatcher.fsm.storage.storage) == 0
     assert_clean(await audit(sqlite_url, recording, traces))
