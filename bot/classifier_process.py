@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import json
 import logging
-import multiprocessing
-import os
-import signal
-from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+import sys
+from collections.abc import Sequence
+from typing import Any
 
-from bot.tagging import ModelTags, NlpTagger, classify_texts
+from bot.tagging import MODEL_NAME, ModelTags, NlpTagger
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+LINE_LIMIT = 2**22  # bytes in one answer line of the worker: 32 texts' tags need a few kilobytes
+STOP_SECONDS = 10.0  # the worker's time to finish its batch and end when the bot stops
 
 
 class ProcessTagger(NlpTagger):
-    """The default tagger, with the model in a worker process; the urgent rules (`quick`) stay in the bot.
+    """The default tagger with the model in a worker process (bot/classifier_worker.py); the urgent rules
+    (`quick`) stay in the bot, which needs them before it replies.
 
     In a thread the model shares the interpreter with the event loop, and its work holds it (tokenising is
     plain Python, and the matrix products do not let go of it either): every batch was time in which no
@@ -30,64 +29,78 @@ class ProcessTagger(NlpTagger):
     """
 
     def __init__(self) -> None:
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._worker: asyncio.subprocess.Process | None = None
+        self._turn = asyncio.Lock()  # one batch at a time on the worker's pipes
 
     async def start(self) -> None:
         """Start the worker and wait until it has loaded the model."""
         self.quick("预热")  # the urgent rules run here: build their tables now, not on the first grievance
-        await self._run(_worker_pid)
+        await self._call([])
 
     async def classify_batch(self, texts: Sequence[str]) -> list[ModelTags | None]:
         try:
-            return await self._run(_classify, list(texts))
-        except Exception:
+            found = await self._call(list(texts))
+        except WorkerFailed:
             log.exception("the classifier's worker failed on %s answers; they stay untagged", len(texts))
             return [None] * len(texts)
+        return [
+            ModelTags(tuple(tags["categories"]), tags["scores"], tags["uncertain"], MODEL_NAME)
+            if tags
+            else None
+            for tags in found
+        ]
 
-    async def worker_pid(self) -> int:
-        return await self._run(_worker_pid)
+    @property
+    def worker_pid(self) -> int | None:
+        return self._worker.pid if self._worker is not None else None
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    async def close(self) -> None:
+        """End the worker: it finishes the batch in hand, then sees its input closed."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        assert worker.stdin is not None
+        worker.stdin.close()
+        try:
+            await asyncio.wait_for(worker.wait(), STOP_SECONDS)
+        except TimeoutError:
+            worker.kill()
+            await worker.wait()
 
-    async def _run(self, function: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
-        for attempt in (1, 2):
-            if self._pool is None:
-                self._pool = _new_pool()
-            try:
-                return await loop.run_in_executor(self._pool, function, *args)
-            except BrokenProcessPool:
-                # The worker died (killed, out of memory): start another and give it the work once more.
-                log.warning("the classifier's worker process ended; starting a new one")
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+    async def _call(self, texts: list[str]) -> list[Any]:
+        async with self._turn:
+            for attempt in (1, 2):
+                worker = await self._running()
+                assert worker.stdin is not None and worker.stdout is not None
+                try:
+                    worker.stdin.write(json.dumps(texts, ensure_ascii=False).encode() + b"\n")
+                    await worker.stdin.drain()
+                    line = await worker.stdout.readline()
+                except (BrokenPipeError, ConnectionResetError):
+                    line = b""
+                if line.endswith(b"\n"):
+                    found: list[Any] = json.loads(line)
+                    return found
+                # The worker died (killed, out of memory): start another and give it the batch once more.
+                log.warning("the classifier's worker process ended (attempt %s); starting a new one", attempt)
+                self._worker = None
+                if worker.returncode is None:
+                    worker.kill()
+                await worker.wait()
+            raise WorkerFailed("the classifier's worker ended twice on one batch")
+
+    async def _running(self) -> asyncio.subprocess.Process:
+        if self._worker is None:
+            self._worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot.classifier_worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=LINE_LIMIT,
+            )
+        return self._worker
 
 
-def _new_pool() -> concurrent.futures.ProcessPoolExecutor:
-    # "spawn": a fresh interpreter, not a copy of the bot's (forking a process with an event loop, open
-    # connections and threads is unsafe).
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
-    )
-
-
-def _start_worker() -> None:
-    # Ctrl-C in a terminal reaches the whole process group; the bot stops its worker itself, in order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from nlp.pipeline import warm_up
-
-    warm_up()
-
-
-def _classify(texts: list[str]) -> list[ModelTags | None]:
-    return classify_texts(NlpTagger(), texts)
-
-
-def _worker_pid() -> int:
-    return os.getpid()
+class WorkerFailed(RuntimeError):
+    pass

@@ -20,6 +20,7 @@ SELF_HARM = "self_harm"
 # of what it costs for one text alone (vectorising and the matrix product are per call, not per text).
 BATCH = 32
 MAX_WAITING = 10_000  # answers queued for the classifier in memory at most
+MODEL_NAME = "seed-risk-model"  # stored with each answer's tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ class BatchTagger(Tagger, Protocol):
 @runtime_checkable
 class OffloadedTagger(Tagger, Protocol):
     """A tagger that classifies away from the event loop by itself (bot.classifier_process: in a process
-    of its own), so BackgroundTagging awaits it instead of lending it a thread."""
+    of its own), so BackgroundTagging awaits it instead of lending it a thread; None where it failed."""
 
     async def classify_batch(self, texts: Sequence[str]) -> list[ModelTags | None]: ...
 
@@ -93,12 +94,12 @@ class NlpTagger:
         from nlp.pipeline import tag
 
         result = tag(text)
-        return ModelTags(result.categories, result.scores, result.uncertain, "seed-risk-model")
+        return ModelTags(result.categories, result.scores, result.uncertain, MODEL_NAME)
 
     def classify_many(self, texts: Sequence[str]) -> list[ModelTags]:
         from nlp.pipeline import tag_many
 
-        return [ModelTags(r.categories, r.scores, r.uncertain, "seed-risk-model") for r in tag_many(texts)]
+        return [ModelTags(r.categories, r.scores, r.uncertain, MODEL_NAME) for r in tag_many(texts)]
 
 
 class BackgroundTagging:

@@ -126,7 +126,7 @@ async def run_bot(
             await outreach
         await transport.close()
         await engine.tagging.drain()
-        tagger.close()
+        await tagger.close()
         await db.dispose()
 
 
