@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-# How long a SQLite writer waits for another process's write lock before giving up (milliseconds).
+from storage import sqlite_inline
+
+# How long a SQLite writer waits for another process's write lock before giving up (seconds).
 # Generous on purpose: a burst must queue, never fail with "database is locked".
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT = 30.0
 READ_ONLY = "minyi_read_only"
 
 
@@ -25,7 +28,6 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable across crashes of the process in WAL mode
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -33,7 +35,8 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Any) -> None:
         # A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when another
-        # connection wrote in between (busy_timeout does not apply); taking the write lock up front avoids it.
+        # connection wrote in between (waiting for the lock would not help); taking the write lock up front
+        # avoids it: only BEGIN IMMEDIATE ever waits, and storage.sqlite_inline waits without blocking.
         if connection.get_execution_options().get(READ_ONLY):
             connection.exec_driver_sql("BEGIN")
         else:
@@ -48,7 +51,12 @@ class Database:
     """
 
     def __init__(
-        self, url: str, *, pool_size: int = 10, max_overflow: int | None = None, echo: bool = False,
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int | None = None,
+        echo: bool = False,
         pre_ping: bool = True,
     ) -> None:
         self.url = make_url(url)
@@ -58,6 +66,11 @@ class Database:
             database = self.url.database or ""
             if database and database != ":memory:":
                 Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # On the loop's thread, not aiosqlite's (see storage/sqlite_inline.py).
+            path = str(Path(database).expanduser()) if database else ":memory:"
+            options["async_creator"] = functools.partial(
+                sqlite_inline.connect, path, busy_timeout=SQLITE_BUSY_TIMEOUT
+            )
         else:
             # pre_ping tests each pooled connection before use (a round trip per transaction); callers that
             # retry on a dropped connection anyway, like the bot's engine, can do without it.
