@@ -148,12 +148,12 @@ class DialogEngine:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.db.transaction() as session:
-                    claimed, person, _active = await repo.claim_update_and_sender(
+                    claimed, person, active = await repo.claim_update_and_sender(
                         session, incoming.update_id, incoming.user_id
                     )
                     if not claimed:
                         return []  # delivered before: it changed what it had to change then
-                    turn = Turn(session, incoming, self)
+                    turn = Turn(session, incoming, self, loaded=active)
                     # Staff flows by role, else the resident's; the sender's row is locked until commit,
                     # and the questionnaire they are in is in the session (`session.get` finds it).
                     replies = await router.handle(turn, person)

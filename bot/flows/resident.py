@@ -63,7 +63,9 @@ async def _own(t: Turn, person: Person) -> list[Submission]:
 async def active_submission(t: Turn, person: Person | None) -> Submission | None:
     if person is None or person.active_submission_id is None:
         return None
-    submission = await t.session.get(Submission, person.active_submission_id)
+    submission = t.loaded
+    if submission is None or submission.id != person.active_submission_id:
+        submission = await t.session.get(Submission, person.active_submission_id)
     if submission is None or submission.status != SubmissionStatus.IN_PROGRESS:
         return None
     return submission

@@ -12,6 +12,7 @@ from bot.messages import Incoming
 
 if TYPE_CHECKING:
     from bot.engine import DialogEngine
+    from storage.models import Submission
     from storage.repository import StoredAnswer
 
 
@@ -20,6 +21,9 @@ class Turn:
     session: AsyncSession
     incoming: Incoming
     engine: DialogEngine
+    # The sender's questionnaire in progress as the update's first statement read it (row-locked), so
+    # finding it again costs no trip through the session.
+    loaded: Submission | None = None
     # Work that must wait until this update's transaction is committed (e.g. classifying an answer).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     # Each submission's answers, read once per update: several steps of one update need them.
