@@ -225,8 +225,11 @@ async def measured(
     load: Callable[[], Awaitable[tuple[int, list[float], int]]],
     faults: list[Callable[[], Coroutine[Any, Any, None]]],
     profile: str | None = None,
+    warm_up: Callable[[], Awaitable[object]] | None = None,
 ) -> Phase:
     await bot.start(log)
+    if warm_up is not None:
+        await warm_up()  # not measured: the first replies of a fresh process set up connections and caches
     spy = await profiler(bot, profile, label.replace(" ", "-"))
     usage = Usage()
     await asyncio.sleep(0.5)
@@ -293,6 +296,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "db": args.db,
         "residents": args.residents,
         "rate": args.rate,
+        "warm_up": args.warm_up,
         "machine": machine(),
     }
     async with database(args.db, folder) as url, RecordingTelegram(redeliver=args.redeliver) as fake:
@@ -305,15 +309,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 {"MINYI_BOT_TOKEN": fake.token, "MINYI_TELEGRAM_API_URL": fake.url},
             )
 
-            async def bare_load() -> tuple[int, list[float], int]:
+            async def bare_load(
+                first: int = 900_001, residents: int = args.residents
+            ) -> tuple[int, list[float], int]:
                 latencies: list[float] = []
                 pacer = Pacer(args.rate)
                 await asyncio.gather(
-                    *(bare_resident(fake, 900_001 + i, pacer, latencies) for i in range(args.residents))
+                    *(bare_resident(fake, first + i, pacer, latencies) for i in range(residents))
                 )
                 return len(latencies), latencies, 0
 
-            bare = await measured("bare", echo, folder / "echo.log", bare_load, [], args.profile)
+            async def bare_warm_up() -> object:
+                return await bare_load(first=800_001, residents=args.warm_up)
+
+            bare = await measured(
+                "bare",
+                echo,
+                folder / "echo.log",
+                bare_load,
+                [],
+                args.profile,
+                bare_warm_up if args.warm_up else None,
+            )
             fake.forget_calls()
             results["bare"] = bare.summary()
 
@@ -350,9 +367,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 updates = sum(len(fake.sent.get(t.user_id, [])) for t in found)
                 return updates, latencies, sum(t.finished for t in found)
 
+            async def minyi_warm_up(first_user: int = first_user) -> object:
+                return await run_residents(
+                    fake, seeded, args.warm_up, rate=args.rate, step_timeout=args.step_timeout,
+                    first_user_id=first_user + 500_000,
+                )  # fmt: skip
+
             faults = fault_plan(args, fake, bot, url, folder)
             phase = await measured(
-                f"minyi x{workers}", bot, folder / f"minyi-{workers}.log", minyi_load, faults, args.profile
+                f"minyi x{workers}",
+                bot,
+                folder / f"minyi-{workers}.log",
+                minyi_load,
+                faults,
+                args.profile,
+                minyi_warm_up if args.warm_up else None,
             )
             phase.audit = await audit(url, fake, traces)
             fake.forget_calls()
@@ -483,6 +512,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--webhook", action="store_true", help="webhook mode instead of long polling")
     parser.add_argument("--workers", default="1", help="bot processes, or a list to compare: 1,2,4")
     parser.add_argument("--concurrency", type=int, default=64, help="MINYI_CONCURRENCY of the bot")
+    parser.add_argument(
+        "--warm-up", type=int, default=20, metavar="N",
+        help="residents who answer before each phase is measured (a fresh process sets up its connections)",
+    )  # fmt: skip
     parser.add_argument("--step-timeout", type=float, default=120.0, help="seconds a resident waits")
     parser.add_argument("--fault-at", type=float, default=5.0, help="seconds into the load to inject")
     parser.add_argument("--kill", action="store_true", help="SIGKILL the bot and start it again")
