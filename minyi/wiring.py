@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 def open_database(settings: Settings) -> Database:
     # No pre-ping: the engine retries an update whose connection was dropped (a PostgreSQL restart), and
     # the ping was a round trip on every update (8% of the bot's busy time under load, by py-spy).
-    return Database(settings.database_url, pool_size=pool_size(settings), max_overflow=4, pre_ping=False)
+    return Database(
+        settings.database_url, pool_size=pool_size(settings), max_overflow=POOL_OVERFLOW, pre_ping=False
+    )
+
+
+POOL_OVERFLOW = 2  # connections opened beyond the pool in a burst of background work, closed after
 
 
 def pool_size(settings: Settings) -> int:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
+
+from bot.transports.base import WEBHOOK_CONNECTIONS
 
 # A worker that dies is started again after this pause, so a worker that cannot start does not spin.
 RESTART_DELAY = 1.0
@@ -21,7 +24,22 @@ def worker_argv(transport: str, index: int) -> list[str]:
             "--worker-index", str(index)]  # fmt: skip
 
 
-def serve_workers(transport: str, count: int, *, argv: Sequence[str] | None = None) -> int:
+def worker_environment(count: int, concurrency: int, environment: Mapping[str, str]) -> dict[str, str]:
+    """What every worker is started with: one webhook secret for all (made up here when none is set),
+    and each worker's share of the updates handled at once.
+
+    Telegram opens at most 40 connections to a webhook in all, spread across the workers, and a worker
+    keeps a database connection open for each update it may handle at once: four workers with the whole
+    share each held 176 connections, more than PostgreSQL allows by default (100)."""
+    env = dict(environment)
+    env["MINYI_WEBHOOK_SECRET"] = env.get("MINYI_WEBHOOK_SECRET", "").strip() or secrets.token_urlsafe(32)
+    env["MINYI_CONCURRENCY"] = str(max(1, math.ceil(min(concurrency, WEBHOOK_CONNECTIONS) / count)))
+    return env
+
+
+def serve_workers(
+    transport: str, count: int, *, concurrency: int, argv: Sequence[str] | None = None
+) -> int:
     """Start `count` webhook workers and keep them running until SIGINT or SIGTERM.
 
     Every worker listens on the same host and port (SO_REUSEPORT: the kernel spreads connections
@@ -29,9 +47,7 @@ def serve_workers(transport: str, count: int, *, argv: Sequence[str] | None = No
     secret and one database: on PostgreSQL a resident's row lock keeps their updates one at a time
     across workers, and each update is handled once wherever it lands.
     """
-    env = dict(os.environ)
-    # Every worker must check the same secret; one made up here is shared through the environment.
-    env["MINYI_WEBHOOK_SECRET"] = env.get("MINYI_WEBHOOK_SECRET", "").strip() or secrets.token_urlsafe(32)
+    env = worker_environment(count, concurrency, os.environ)
     stopping = False
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

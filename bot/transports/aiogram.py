@@ -38,7 +38,14 @@ from aiohttp import ClientConnectorError
 
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
-from bot.transports.base import Failure, SendFailed, deliver_with_retries, handle_safely, mark_blocked
+from bot.transports.base import (
+    WEBHOOK_CONNECTIONS,
+    Failure,
+    SendFailed,
+    deliver_with_retries,
+    handle_safely,
+    mark_blocked,
+)
 from bot.transports.polling import Poller
 
 # aiogram parses every Bot API reply with a pydantic model Response[T] that it builds on the spot; pydantic
@@ -144,7 +151,10 @@ class AiogramTransport:
     async def start_webhook(self, url: str, secret: str, *, register: bool = True) -> None:
         if register:
             await self.bot.set_webhook(
-                url, secret_token=secret, allowed_updates=["message", "callback_query"], max_connections=40
+                url,
+                secret_token=secret,
+                allowed_updates=["message", "callback_query"],
+                max_connections=WEBHOOK_CONNECTIONS,
             )
 
     async def feed(self, update: dict[str, Any]) -> None:

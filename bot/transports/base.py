@@ -19,6 +19,9 @@ __all__ = ["Failure", "SendFailed", "Transport", "deliver_with_retries", "handle
 log = logging.getLogger(__name__)
 
 DELIVERY_ATTEMPTS = 5
+# Connections Telegram may open to the webhook at once (the most it allows is 100): in webhook mode, the
+# updates handled at once by all of a deployment's processes together.
+WEBHOOK_CONNECTIONS = 40
 MAX_RETRY_AFTER = 60.0  # seconds; a longer flood wait is given up on and logged
 
 

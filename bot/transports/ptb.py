@@ -22,7 +22,14 @@ from telegram.ext import (
 
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
-from bot.transports.base import Failure, SendFailed, deliver_with_retries, handle_safely, mark_blocked
+from bot.transports.base import (
+    WEBHOOK_CONNECTIONS,
+    Failure,
+    SendFailed,
+    deliver_with_retries,
+    handle_safely,
+    mark_blocked,
+)
 from bot.transports.polling import Poller
 
 _MEDIA = (
@@ -155,7 +162,10 @@ class PTBTransport:
         await self._initialize()
         if register:
             await self.app.bot.set_webhook(
-                url, secret_token=secret, allowed_updates=["message", "callback_query"], max_connections=40
+                url,
+                secret_token=secret,
+                allowed_updates=["message", "callback_query"],
+                max_connections=WEBHOOK_CONNECTIONS,
             )
 
     async def feed(self, update: dict[str, Any]) -> None:

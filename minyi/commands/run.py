@@ -79,7 +79,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.workers > 1:
         if not args.webhook:
             raise CommandError("--workers needs --webhook: Telegram hands long-polled updates to one process")
-        return serve_workers(transport, args.workers)
+        return serve_workers(transport, args.workers, concurrency=config.concurrency)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Both frameworks log every update or request at INFO: measurable CPU under load, and noise.
     for chatty in ("aiogram.event", "httpx"):

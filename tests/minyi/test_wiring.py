@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from bot.transports.base import WEBHOOK_CONNECTIONS
 from bot.transports.polling import MOST_IN_HAND
 from minyi.settings import Settings
-from minyi.wiring import open_database, pool_size
+from minyi.wiring import POOL_OVERFLOW, open_database, pool_size
+from minyi.workers import worker_environment
 
 
 @pytest.mark.postgres
@@ -21,7 +24,9 @@ async def test_the_bot_opens_its_pool_at_start_and_a_full_load_opens_no_more(pos
     event.listen(db.engine.sync_engine, "connect", lambda connection, _record: opened.append(connection))
     try:
         await db.open_connections(pool_size(settings))
-        assert len(opened) == pool_size(settings) and db.engine.pool.checkedin() == pool_size(settings)
+        pool = db.engine.pool
+        assert isinstance(pool, AsyncAdaptedQueuePool)
+        assert len(opened) == pool_size(settings) and pool.checkedin() == pool_size(settings)
 
         # As many transactions at once as the bot handles updates, each holding its connection a while.
         async def update() -> None:
@@ -33,3 +38,15 @@ async def test_the_bot_opens_its_pool_at_start_and_a_full_load_opens_no_more(pos
         assert len(opened) == pool_size(settings), "connections were opened (and closed) under load"
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 4, 8])
+def test_webhook_workers_share_the_updates_and_stay_within_postgres_connections(workers: int) -> None:
+    """`minyi run --webhook --workers N` with the default MINYI_CONCURRENCY: the workers together handle
+    as many updates at once as Telegram sends (40), and all their pools, overflow included, fit in
+    PostgreSQL's default max_connections (100)."""
+    env = worker_environment(workers, Settings().concurrency, {"MINYI_WEBHOOK_SECRET": ""})
+    share = int(env["MINYI_CONCURRENCY"])
+    assert share * workers >= WEBHOOK_CONNECTIONS
+    assert workers * (pool_size(Settings(concurrency=share)) + POOL_OVERFLOW) <= 100
+    assert env["MINYI_WEBHOOK_SECRET"], "the workers need one secret, made up when none is set"
