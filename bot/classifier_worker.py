@@ -1,37 +1,24 @@
 """The classifier's worker process (`python -m bot.classifier_worker`): reads batches of texts, one JSON
-list per line on stdin, and writes each batch's tags as one JSON line on stdout. bot/classifier_process.py
-starts it and talks to it; it imports only the nlp library, so it starts quickly and stays small."""
+list per line on stdin, and writes each batch's tags as one JSON line on stdout (null for a text the
+model failed on). bot/classifier_process.py starts it and talks to it."""
 
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 from typing import Any
 
-log = logging.getLogger("bot.classifier_worker")
+from bot.tagging import NlpTagger, classify_texts
 
 
 def classify(texts: list[str]) -> list[dict[str, Any] | None]:
-    """Each text's categories, scores and uncertainty; None where the model failed on it."""
-    from nlp.pipeline import TagResult, tag_many
-
-    def plain(result: TagResult) -> dict[str, Any]:
-        return {"categories": list(result.categories), "scores": result.scores, "uncertain": result.uncertain}
-
-    try:
-        return [plain(result) for result in tag_many(texts)]
-    except Exception:
-        log.exception("classifier failed on a batch of %s; trying them one by one", len(texts))
-    found: list[dict[str, Any] | None] = []
-    for text in texts:
-        try:
-            found.append(plain(tag_many([text])[0]))
-        except Exception:
-            log.exception("classifier failed on an answer; it stays untagged for now")
-            found.append(None)
-    return found
+    return [
+        {"categories": list(tags.categories), "scores": dict(tags.scores), "uncertain": tags.uncertain}
+        if tags is not None
+        else None
+        for tags in classify_texts(NlpTagger(), texts)
+    ]
 
 
 def main() -> None:

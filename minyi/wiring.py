@@ -26,15 +26,15 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 
+POOL_OVERFLOW = 2  # connections opened beyond the pool in a burst of background work, closed after
+
+
 def open_database(settings: Settings) -> Database:
     # No pre-ping: the engine retries an update whose connection was dropped (a PostgreSQL restart), and
     # the ping was a round trip on every update (8% of the bot's busy time under load, by py-spy).
     return Database(
         settings.database_url, pool_size=pool_size(settings), max_overflow=POOL_OVERFLOW, pre_ping=False
     )
-
-
-POOL_OVERFLOW = 2  # connections opened beyond the pool in a burst of background work, closed after
 
 
 def pool_size(settings: Settings) -> int:
