@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from bot.dispatch import Dispatch  # noqa: E402
 from bot.engine import DialogEngine  # noqa: E402
 from bot.fakeapi import FakeTelegram  # noqa: E402
+from bot.publishing import publish  # noqa: E402
 from bot.push import PushSettings, QuietHours  # noqa: E402
 from bot.survey_file import parse_survey  # noqa: E402
-from minyi.commands.survey import publish  # noqa: E402
 from minyi.settings import Settings  # noqa: E402
 from minyi.wiring import make_transport  # noqa: E402
 from storage import outreach  # noqa: E402

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from bot.autopilot import Outcome, answer_survey
 from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
+from bot.publishing import publish
 from bot.survey_file import parse_survey
-from minyi.commands.survey import publish
 from minyi.processes import start_bot_process
 from minyi.settings import Settings
 from minyi.wiring import open_database

@@ -22,10 +22,10 @@ from bot import simusers, texts
 from bot.autopilot import answer_step
 from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
+from bot.publishing import publish
 from bot.questionnaire import Question, QuestionKind, Questionnaire
 from bot.simusers import BotMessage, Click, SimUser
 from bot.survey_file import parse_survey
-from minyi.commands.survey import publish
 from storage import repository as repo
 from storage.database import Database
 from storage.migrate import upgrade

@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.engine import DialogEngine
 from bot.fakeapi import FakeTelegram
 from bot.links import LinkTarget, make_payload
+from bot.publishing import publish
 from bot.survey_file import parse_survey
 from bot.transports.base import Transport
-from minyi.commands.survey import publish
 from minyi.settings import Settings
 from minyi.wiring import make_engine, make_transport
 from storage import repository as repo

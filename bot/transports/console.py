@@ -12,7 +12,8 @@ from pathlib import Path
 from bot.engine import DialogEngine
 from bot.links import LinkTarget, make_payload
 from bot.messages import Button, Incoming, Kind, Reply
-from bot.survey_file import parse_survey, survey_hash
+from bot.publishing import publish
+from bot.survey_file import parse_survey
 from storage import repository as repo
 from storage.database import Database
 from storage.migrate import upgrade
@@ -76,15 +77,7 @@ async def preview(source: str, read: Callable[[], str] = input, write: Callable[
         async with Database(url) as db:
             async with db.transaction() as session:
                 project = await repo.create_project(session, "PREVIEW", questionnaire.title)
-                await repo.publish_version(
-                    session,
-                    project,
-                    survey_id=questionnaire.id,
-                    version=questionnaire.version,
-                    title=questionnaire.title,
-                    source=source,
-                    content_hash=survey_hash(source),
-                )
+                await publish(session, project, questionnaire, source)
             secret = b"preview"
             chat = ConsoleChat(DialogEngine(db, link_secret=secret), write)
             write(HELP)

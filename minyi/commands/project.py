@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from bot.publishing import publish
 from minyi.commands import CommandError
 from minyi.commands.common import database, read_text, run, settings
-from minyi.commands.survey import parse_or_fail, publish
+from minyi.commands.survey import parse_or_fail
 from storage import repository as repo
 from storage.repository import RepositoryError
 

@@ -6,14 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from bot.publishing import publish
 from bot.questionnaire import Questionnaire
-from bot.survey_file import SurveyFileError, check_survey, parse_survey, survey_hash
+from bot.survey_file import SurveyFileError, check_survey, parse_survey
 from minyi.commands import CommandError
 from minyi.commands.common import database, project_or_fail, read_text, run, settings
 from storage import repository as repo
-from storage.models import Project, QuestionnaireVersion
 from storage.repository import RepositoryError
 
 
@@ -39,21 +37,6 @@ def parse_or_fail(source: str, path: str) -> Questionnaire:
         raise CommandError(
             f"{path} has {len(error.errors)} error(s); run `minyi survey check {path}`"
         ) from error
-
-
-async def publish(
-    session: AsyncSession, project: Project, questionnaire: Questionnaire, source: str
-) -> tuple[QuestionnaireVersion, bool]:
-    """Publish a parsed survey file as a version of `project` (the demo, load runs and tests use it too)."""
-    return await repo.publish_version(
-        session,
-        project,
-        survey_id=questionnaire.id,
-        version=questionnaire.version,
-        title=questionnaire.title,
-        source=source,
-        content_hash=survey_hash(source),
-    )
 
 
 def check_command(args: argparse.Namespace) -> int:

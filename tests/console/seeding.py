@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from bot.publishing import publish
 from bot.survey_file import parse_survey
-from minyi.commands.survey import publish
 from nlp.redact import redact
 from storage import repository as repo
 from storage.database import Database
