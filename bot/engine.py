@@ -155,7 +155,7 @@ class DialogEngine:
                         return []  # delivered before: it changed what it had to change then
                     turn = Turn(session, incoming, self, loaded=active)
                     # Staff flows by role, else the resident's; the sender's row is locked until commit,
-                    # and the questionnaire they are in is in the session (`session.get` finds it).
+                    # and the questionnaire they are in comes with them (`turn.loaded`).
                     replies = await router.handle(turn, person)
                 for action in turn.after_commit:
                     action()

@@ -146,10 +146,10 @@ async def record_sent(session: AsyncSession, alert_id: int, copies: Sequence[Cop
     await _store_copies(session, copies)
     delivered = [c for c in copies if c.status == "sent"]
     now = utcnow()
-    if alert.status == UNROUTED and delivered:
-        # It waited for someone able to receive it: the time to acknowledge starts now that someone has it.
+    # An alert that waited for someone able to receive it gives them the full time to acknowledge: its
+    # clock starts now that someone has it.
+    if alert.sent_at is None or (alert.status == UNROUTED and delivered):
         alert.sent_at = now
-    alert.sent_at = alert.sent_at or now
     if alert.status in (QUEUED, UNROUTED):  # someone may have acted on a copy already
         alert.status = SENT if delivered else UNROUTED
     if any(c.recipient.audience == ADMIN for c in copies):
