@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -120,4 +121,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transport", choices=("aiogram", "ptb"), default="aiogram")
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main(parser.parse_args().transport))
+    transport = parser.parse_args().transport
+    # The event loop Minyi's processes run on (minyi.commands.common.run), so the ratio compares like with
+    # like: uvloop where installed, as aiogram's own "fast" extra installs it.
+    run: Any = asyncio.run
+    if os.environ.get("MINYI_EVENT_LOOP", "").strip().lower() != "asyncio":
+        with contextlib.suppress(ImportError):
+            import uvloop
+
+            run = uvloop.run
+    run(main(transport))

@@ -94,7 +94,8 @@ async def run_bot(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not in the main thread
+        # Not in the main thread: asyncio raises RuntimeError, uvloop ValueError.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
     db = open_database(settings)
     tagger = ProcessTagger()

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from minyi.commands import CommandError
-from minyi.commands.common import database, settings
+from minyi.commands.common import database, run, settings
 from minyi.settings import Settings
 
 
@@ -57,5 +57,5 @@ async def serve(host: str, port: int) -> None:
 
 def console_command(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
+        run(serve(args.host, args.port))
     return 0

@@ -135,7 +135,8 @@ async def follow(
         )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
+    # Not in the main thread: asyncio raises RuntimeError, uvloop ValueError.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
     out: TextIO = sys.stdout
     shown = ""
@@ -157,7 +158,7 @@ async def follow(
                 async with asyncio.timeout(0.5):
                     await stop.wait()
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.remove_signal_handler(signal.SIGINT)
     if out.isatty():
         out.write("\n")
