@@ -32,6 +32,7 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    MessageId,
     Update,
 )
 from aiohttp import ClientConnectorError
@@ -48,13 +49,28 @@ from bot.transports.base import (
 )
 from bot.transports.polling import Poller
 
+
+class SendForId(SendMessage):
+    """sendMessage whose answer is read for its message_id only. Telegram echoes the whole message back
+    (sender, chat, text, keyboard), and aiogram would build a Message of it with every one of its many
+    fields: five times the CPU (measured: 190 µs against 39 µs for a question with six buttons)."""
+
+    __returning__ = MessageId  # type: ignore[assignment]
+
+
+class EditForNothing(EditMessageText):
+    """editMessageText whose answer is not read beyond success (it echoes the edited message back)."""
+
+    __returning__ = MessageId | bool
+
+
 # aiogram parses every Bot API reply with a pydantic model Response[T] that it builds on the spot; pydantic
 # caches such models only weakly, so the garbage collector drops them and the next reply builds them again
 # (a tenth of the bot's CPU under load, measured with py-spy). Holding them here keeps them cached.
 _RESPONSE_MODELS = [
     Response[method.__returning__]  # type: ignore[name-defined]
     for method in (
-        AnswerCallbackQuery, DeleteWebhook, EditMessageText, GetMe, GetUpdates, SendMessage, SendPhoto,
+        AnswerCallbackQuery, DeleteWebhook, EditForNothing, GetMe, GetUpdates, SendForId, SendPhoto,
         SetWebhook,
     )
 ]  # fmt: skip
@@ -120,7 +136,9 @@ class AiogramTransport:
     async def _send_one(self, reply: Reply) -> int | None:
         markup = _markup(reply)
         if reply.action == "send":
-            return (await self.bot.send_message(reply.chat_id, reply.text, reply_markup=markup)).message_id
+            # (mypy reads the subclasses' fields as required: aiogram's own signature is for the base class)
+            send = SendForId(chat_id=reply.chat_id, text=reply.text, reply_markup=markup)  # type: ignore[call-arg]
+            return (await self.bot(send)).message_id
         if reply.action == "photo":
             image = BufferedInputFile(reply.image, filename="minyi.png")
             sent = await self.bot.send_photo(
@@ -130,9 +148,10 @@ class AiogramTransport:
         if reply.action == "edit":
             assert reply.message_id is not None
             try:
-                await self.bot.edit_message_text(
+                edit = EditForNothing(  # type: ignore[call-arg]
                     text=reply.text, chat_id=reply.chat_id, message_id=reply.message_id, reply_markup=markup
                 )
+                await self.bot(edit)
             except TelegramBadRequest as error:
                 if "not modified" not in str(error):  # a repeated edit is harmless
                     raise
