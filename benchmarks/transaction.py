@@ -19,31 +19,26 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import uvloop
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from load import database  # noqa: E402  (benchmarks/load.py: MINYI_BENCH_POSTGRES_URL's server)
 
 from minyi.loadrun import Seeded, seed  # noqa: E402
 from storage import repository as repo  # noqa: E402
 from storage.database import Database  # noqa: E402
 from storage.models import Channel  # noqa: E402
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "MINYI_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 VARIANTS = ("driver", "core", "session", "claim", "answer")
 IN_FLIGHT = 40  # updates the bot handles at once (bot.transports.base.WEBHOOK_CONNECTIONS)
 FIRST_TELEGRAM_ID = 700_001
@@ -51,20 +46,6 @@ FIRST_TELEGRAM_ID = 700_001
 Update = Callable[[int, int], Awaitable[None]]
 # One sequence for every variant and repeat: an update id once claimed is never claimed again.
 UPDATE_IDS = itertools.count(1)
-
-
-@asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    name = f"minyi_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def residents_in_progress(db: Database, seeded: Seeded, count: int) -> None:
@@ -131,7 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
     results: dict[str, dict[str, list[float]]] = {
         v: {"cpu_us_per_update": [], "updates_per_s": []} for v in args.variants
     }
-    async with fresh_database() as url:
+    async with database("postgres", ROOT) as url:  # a database of its own, dropped afterwards
         seeded = await seed(url)
         db = Database(url, pool_size=IN_FLIGHT, max_overflow=0, pre_ping=False)  # as `minyi run` opens it
         pool = await asyncpg.create_pool(url.replace("+asyncpg", ""), min_size=1, max_size=IN_FLIGHT)
