@@ -9,8 +9,6 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from bot import texts
 from bot.flows import router
 from bot.flows.turn import Turn
@@ -20,7 +18,7 @@ from bot.questionnaire import Questionnaire
 from bot.survey_file import parse_survey
 from bot.tagging import BackgroundTagging, NlpTagger, Tagger
 from storage import repository as repo
-from storage.database import Database
+from storage.database import Database, is_transient
 from storage.models import Submission, SubmissionStatus
 from storage.repository import StoredAnswer
 
@@ -160,8 +158,8 @@ class DialogEngine:
                 for action in turn.after_commit:
                     action()
                 return replies
-            except (OperationalError, DBAPIError, OSError) as error:
-                if attempt == ATTEMPTS or not _transient(error):
+            except Exception as error:
+                if attempt == ATTEMPTS or not is_transient(error):
                     raise
                 log.warning("database busy, retrying update %s (%s)", incoming.update_id, error)
                 await asyncio.sleep(0.2 * 2**attempt)
@@ -193,24 +191,3 @@ class DialogEngine:
             )
             self._link_secret = bytes.fromhex(value)
         return self._link_secret
-
-
-def _transient(error: DBAPIError | OSError) -> bool:
-    if isinstance(error, OSError):
-        return True  # connection refused or reset: the server is restarting
-    if error.connection_invalidated:
-        return True
-    message = str(error.orig).lower()
-    return any(
-        words in message
-        for words in (
-            "database is locked",
-            "deadlock",
-            "could not serialize",
-            "connection",
-            "terminating",
-            # asyncpg's CannotConnectNowError while PostgreSQL restarts
-            "shutting down",
-            "starting up",
-        )
-    )

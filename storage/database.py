@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg.exceptions
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage import sqlite_inline
@@ -19,6 +21,44 @@ from storage import sqlite_inline
 # Generous on purpose: a burst must queue, never fail with "database is locked".
 SQLITE_BUSY_TIMEOUT = 30.0
 READ_ONLY = "minyi_read_only"
+
+# What the drivers say when the database was busy or went away for a moment (lower case).
+_TRANSIENT_WORDS = (
+    "database is locked",
+    "deadlock",
+    "could not serialize",
+    "connection",
+    "terminating",
+    # asyncpg's CannotConnectNowError while PostgreSQL restarts
+    "shutting down",
+    "starting up",
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a transaction that failed with `error` may succeed if run again: the database was locked
+    or busy, is restarting, or cut the connection. Anything else (a constraint, a bug) would fail again."""
+    if isinstance(error, OSError):
+        return True  # connection refused or reset: the server is restarting
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or _says_transient(error.orig)
+    # A connection cut while SQLAlchemy sets it up (its JSON codecs, on a connection fresh from the pool)
+    # raises asyncpg's own error, untranslated: seen when PostgreSQL ends every backend under load.
+    if isinstance(
+        error,
+        asyncpg.exceptions.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.InternalClientError,  # "cannot switch to state": the protocol saw the cut
+    ):
+        return True
+    if isinstance(error, asyncpg.exceptions.InterfaceError):
+        return "connection is closed" in str(error)  # not "another operation is in progress": a bug
+    return False
+
+
+def _says_transient(error: BaseException | None) -> bool:
+    message = str(error).lower()
+    return any(words in message for words in _TRANSIENT_WORDS)
 
 
 def _prepare_sqlite(engine: AsyncEngine) -> None:

@@ -14,14 +14,17 @@ import random
 import shutil
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiogram.fsm.storage.memory import MemoryStorage
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.util import await_only
 
 from bot import callbacks as cb
 from bot.autopilot import answer_step
@@ -54,11 +57,17 @@ def assert_clean(found: Audit) -> None:
 
 
 @contextlib.asynccontextmanager
-async def bot_in_process(fake: RecordingTelegram, url: str, transport: str) -> AsyncIterator[Transport]:
+async def bot_in_process(
+    fake: RecordingTelegram, url: str, transport: str, on_connect: Callable[[Any, Any], None] | None = None
+) -> AsyncIterator[Transport]:
+    """The bot running in this process; `on_connect` sees each database connection the bot opens before
+    SQLAlchemy sets it up."""
     settings = Settings(
         database_url=url, bot_token=fake.token, telegram_api_url=fake.url, secret_key=SECRET.hex()
     )
     db = open_database(settings)
+    if on_connect:
+        event.listen(db.engine.sync_engine, "connect", on_connect, insert=True)
     engine = DialogEngine(db, link_secret=SECRET, tagger=PlainTagger())
     bot = make_transport(transport, engine, settings)
     polling = asyncio.create_task(bot.run_polling())
@@ -181,6 +190,34 @@ async def test_postgres_connections_dropped_mid_load(recording: RecordingTelegra
     finally:
         await admin.dispose()
     assert cut > 0
+    assert_clean(await audit(postgres_url, recording, traces))
+
+
+@pytest.mark.postgres
+async def test_postgres_connections_cut_while_the_bot_opens_them(
+    recording: RecordingTelegram, postgres_url: str
+) -> None:
+    """A restart can end a connection while the pool is still setting it up; asyncpg then raises its own
+    error, not SQLAlchemy's, and the update waiting for that connection must be retried all the same."""
+    seeded = await seed(postgres_url, migrate=False)
+    plain_url = postgres_url.replace("+asyncpg", "")
+    cut: list[int] = []
+
+    def end_the_backend(dbapi_connection: Any, _record: Any) -> None:
+        if len(cut) >= 4:
+            return
+        pid = dbapi_connection.driver_connection.get_server_pid()
+        cut.append(pid)
+        # This hook is synchronous, called from inside SQLAlchemy's greenlet: await_only runs a coroutine.
+        admin = await_only(asyncpg.connect(plain_url))
+        try:
+            await_only(admin.execute("SELECT pg_terminate_backend($1, 5000)", pid))
+        finally:
+            await_only(admin.close())
+
+    async with bot_in_process(recording, postgres_url, "aiogram", on_connect=end_the_backend):
+        traces = await run_residents(recording, seeded, RESIDENTS, step_timeout=30)
+    assert len(cut) == 4
     assert_clean(await audit(postgres_url, recording, traces))
 
 
