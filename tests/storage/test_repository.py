@@ -10,10 +10,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -261,6 +262,98 @@ async def test_an_update_is_claimed_only_once(db: Database) -> None:
     async with db.transaction() as session:
         assert await repo.claim_update(session, 9_000_000_001) is False
         assert await repo.claim_update(session, 9_000_000_002) is True
+
+
+# What the engine's first statement reads must be what the session would load, inside its transaction.
+
+CLAIMING_ID = 5_550_001
+
+
+async def claiming_resident(db: Database) -> tuple[int, int]:
+    """A resident in the middle of a questionnaire: (person id, submission id)."""
+    project = await create_project(db)
+    async with db.transaction() as session:
+        person = await repo.ensure_person(session, CLAIMING_ID)
+        submission = await repo.create_submission(
+            session,
+            project_id=project.id,
+            version_id=project.version_id,
+            grid_id=project.grid_ids["G01"],
+            person_id=person.id,
+            channel=Channel.TELEGRAM,
+        )
+        person.active_submission_id = submission.id
+        submission.draft = {"picked": ["noise", "dust"]}
+    return person.id, submission.id
+
+
+def column_values(instance: object) -> dict[str, object]:
+    return {
+        attribute.key: getattr(instance, attribute.key) for attribute in inspect(instance).mapper.column_attrs
+    }
+
+
+async def test_the_claim_gives_the_objects_the_session_would_have_loaded(db: Database) -> None:
+    person_id, submission_id = await claiming_resident(db)
+    async with db.reading() as session:
+        loaded_person = await session.get(Person, person_id)
+        loaded_submission = await session.get(Submission, submission_id)
+    async with db.transaction() as session:
+        claimed, person, submission = await repo.claim_update_and_sender(session, 1, CLAIMING_ID)
+        assert claimed and person is not None and submission is not None
+        assert column_values(person) == column_values(loaded_person)
+        assert column_values(submission) == column_values(loaded_submission)
+        assert person in session and submission in session
+        assert not session.dirty and not session.new  # nothing to write back at commit
+        # They are the session's own: a change to one is written at commit like any other.
+        person.display_name = "王"
+        assert await session.get(Person, person_id) is person
+    async with db.reading() as session:
+        assert (await session.scalar(select(Person.display_name).where(Person.id == person_id))) == "王"
+
+
+async def test_the_claim_of_someone_unknown_claims_the_update_and_finds_nobody(db: Database) -> None:
+    async with db.transaction() as session:
+        assert await repo.claim_update_and_sender(session, 7, 9_999_999) == (True, None, None)
+    async with db.transaction() as session:
+        assert await repo.claim_update_and_sender(session, 7, 9_999_999) == (False, None, None)
+
+
+async def test_a_claim_rolled_back_is_undone(db: Database) -> None:
+    await claiming_resident(db)
+
+    class Interrupted(Exception):
+        pass
+
+    with pytest.raises(Interrupted):
+        async with db.transaction() as session:
+            claimed, _person, submission = await repo.claim_update_and_sender(session, 2, CLAIMING_ID)
+            assert claimed and submission is not None
+            await repo.save_answer(session, submission, "relation", "owner", step=repo.Step("q2", {}, False))
+            raise Interrupted
+    async with db.transaction() as session:
+        claimed, _person, submission = await repo.claim_update_and_sender(session, 2, CLAIMING_ID)
+        assert claimed, "the claim outlived its rolled-back transaction"
+        assert submission is not None and submission.answer_count == 0 and submission.current_step != "q2"
+        assert await repo.answers_of(session, submission.id) == {}
+
+
+async def test_the_sender_stays_locked_until_the_transaction_ends(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("SQLite locks the whole database at BEGIN IMMEDIATE, not rows")
+    person_id, _submission_id = await claiming_resident(db)
+    other = await asyncpg.connect(db.url.set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        lock = "SELECT id FROM people WHERE id = $1 FOR UPDATE NOWAIT"
+        async with db.transaction() as session:
+            assert (await repo.claim_update_and_sender(session, 3, CLAIMING_ID))[0]
+            with pytest.raises(asyncpg.exceptions.LockNotAvailableError):
+                async with other.transaction():
+                    await other.fetchval(lock, person_id)
+        async with other.transaction():
+            assert await other.fetchval(lock, person_id) == person_id
+    finally:
+        await other.close()
 
 
 # --- answers -----------------------------------------------------------------------------------------
