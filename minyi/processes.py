@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,9 +66,23 @@ async def start_bot_process(
     settings: Settings,
     transport: str,
     *,
-    log: IO[bytes] | int = asyncio.subprocess.DEVNULL,
+    log: IO[bytes] | None = None,
 ) -> BotProcess:
-    """Start `minyi run` and return once it polls `fake` for updates."""
+    """Start `minyi run` and return once it polls `fake` for updates. Its output goes to `log`; without
+    one, what it printed before it failed to start is told in the BotStartError."""
+    with contextlib.ExitStack() as stack:
+        output = log or stack.enter_context(tempfile.TemporaryFile())
+        try:
+            return await _start(fake, settings, transport, output)
+        except BotStartError as error:
+            if log is None:
+                output.seek(0)
+                printed = output.read().decode("utf-8", "replace").strip()[-3000:]
+                raise BotStartError(f"{error}; it printed:\n{printed}") from None
+            raise
+
+
+async def _start(fake: FakeTelegram, settings: Settings, transport: str, log: IO[bytes]) -> BotProcess:
     starts_before = len(fake.calls_of("deleteWebhook"))
     polls_before = fake.polls_started
     process = await asyncio.create_subprocess_exec(
