@@ -272,18 +272,14 @@ CLAIMING_ID = 5_550_001
 async def claiming_resident(db: Database) -> tuple[int, int]:
     """A resident in the middle of a questionnaire: (person id, submission id)."""
     project = await create_project(db)
+    submission = await new_submission(db, project.id, project.version_id, project.grid_ids["G01"])
     async with db.transaction() as session:
         person = await repo.ensure_person(session, CLAIMING_ID)
-        submission = await repo.create_submission(
-            session,
-            project_id=project.id,
-            version_id=project.version_id,
-            grid_id=project.grid_ids["G01"],
-            person_id=person.id,
-            channel=Channel.TELEGRAM,
-        )
         person.active_submission_id = submission.id
-        submission.draft = {"picked": ["noise", "dust"]}
+        row = await session.get(Submission, submission.id)
+        assert row is not None
+        row.person_id = person.id
+        row.draft = {"picked": ["noise", "dust"]}
     return person.id, submission.id
 
 
