@@ -309,7 +309,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             bare = None if args.skip_bare else await bare_phase(args, fake, folder, number)
             phases = [
                 await minyi_phase(
-                    args, fake, seeded, url, folder, workers, first_user, f"minyi-x{workers}-{number + 1}"
+                    args,
+                    fake,
+                    seeded,
+                    url,
+                    folder,
+                    workers,
+                    first_user,
+                    f"minyi-x{workers}-{number + 1}",
+                    # a comparison of worker counts runs every phase on webhooks, one process too
+                    webhook=args.webhook or workers > 1 or len(worker_counts) > 1,
                 )
                 for workers, first_user in zip(
                     worker_counts, first_users(number, len(worker_counts)), strict=True
@@ -412,12 +421,14 @@ async def minyi_phase(
     workers: int,
     first_user: int,
     label: str,
+    *,
+    webhook: bool,
 ) -> Phase:
     bot = BotProcess.minyi(
         fake,
         url,
         args.transport,
-        webhook=args.webhook or workers > 1 or "," in str(args.workers),  # a comparison runs all on webhooks
+        webhook=webhook,
         workers=workers,
         port=free_port(),
         extra_env={"MINYI_CONCURRENCY": str(args.concurrency)},
