@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from storage import sqlite_inline
+
+log = logging.getLogger(__name__)
 
 # How long a SQLite writer waits for another process's write lock before giving up (seconds).
 # Generous on purpose: a burst must queue, never fail with "database is locked".
@@ -32,6 +35,18 @@ _TRANSIENT_WORDS = (
     # asyncpg's CannotConnectNowError while PostgreSQL restarts
     "shutting down",
     "starting up",
+)
+
+
+# What opening or using a connection raises when the database cannot be reached, refuses us or ends the
+# connection: SQLAlchemy's wrapped errors, the network's, and asyncpg's own, which escape SQLAlchemy when
+# the connection is cut while SQLAlchemy sets it up (its JSON codecs). Commands turn these into one line.
+UNAVAILABLE = (
+    DBAPIError,
+    OSError,
+    asyncpg.exceptions.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -141,12 +156,26 @@ class Database:
 
     async def open_connections(self, count: int) -> None:
         """Open up to `count` pooled connections at once (PostgreSQL; SQLite needs no pool): a burst of
-        updates right after start-up finds them ready instead of waiting while each is set up."""
+        updates right after start-up finds them ready instead of waiting while each is set up.
+
+        Only a head start: when the database cuts a connection meanwhile (a restart), the rest open on
+        demand, where the engine retries, instead of the bot failing to start."""
         if self.is_sqlite:
             return
         async with contextlib.AsyncExitStack() as held:
-            for _ in range(count):
-                await held.enter_async_context(self.engine.connect())
+            for opened in range(count):
+                try:
+                    await held.enter_async_context(self.engine.connect())
+                except Exception as error:
+                    if not is_transient(error):
+                        raise
+                    log.warning(
+                        "opened %d of %d database connections ahead (%s); the rest open when needed",
+                        opened,
+                        count,
+                        error,
+                    )
+                    return
 
     async def dispose(self) -> None:
         await self.engine.dispose()

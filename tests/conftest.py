@@ -9,10 +9,13 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.util import await_only
 
 from bot.engine import DialogEngine
 from bot.fakeapi import FakeTelegram
@@ -101,6 +104,29 @@ def postgres_database() -> Iterator[str]:
     upgrade_sync(url)
     yield url
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class ConnectionCutter:
+    """A pool `connect` hook (registered with insert=True) that ends the first `limit` new PostgreSQL
+    connections before SQLAlchemy has set them up, as a restart does to a connection being opened;
+    asyncpg's own error, not SQLAlchemy's, then reaches whoever asked for the connection."""
+
+    def __init__(self, url: str, limit: int) -> None:
+        self.url = url.replace("+asyncpg", "")
+        self.limit = limit
+        self.cut: list[int] = []
+
+    def __call__(self, dbapi_connection: Any, _record: Any) -> None:
+        if len(self.cut) >= self.limit:
+            return
+        pid = dbapi_connection.driver_connection.get_server_pid()
+        self.cut.append(pid)
+        # Called synchronously from inside SQLAlchemy's greenlet: await_only runs a coroutine.
+        admin = await_only(asyncpg.connect(self.url))
+        try:
+            await_only(admin.execute("SELECT pg_terminate_backend($1, 5000)", pid))
+        finally:
+            await_only(admin.close())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import text
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from minyi.commands import CommandError
 from minyi.settings import Settings
 from storage import repository as repo
-from storage.database import Database
+from storage.database import UNAVAILABLE, Database
 from storage.models import Grid, Project
 
 T = TypeVar("T")
@@ -72,7 +72,7 @@ async def database(config: Settings) -> AsyncIterator[Database]:
         try:
             async with db.reading() as session:
                 version = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        except (OperationalError, DBAPIError, OSError) as error:
+        except UNAVAILABLE as error:
             message = reason(error)
             # "no such table" (SQLite) or 'relation "alembic_version" does not exist' (PostgreSQL)
             if "alembic_version" in message:

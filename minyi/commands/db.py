@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from minyi.commands import CommandError
 from minyi.commands.common import open_database, reason, settings
+from storage.database import UNAVAILABLE
 
 
 def register(subparsers: Any) -> None:
@@ -25,7 +24,7 @@ def upgrade_command(_args: argparse.Namespace) -> int:
 
     try:
         upgrade_sync(config.database_url)
-    except (OperationalError, DBAPIError, OSError) as error:
+    except UNAVAILABLE as error:
         raise CommandError(f"cannot upgrade the database: {reason(error)}") from error
     print(f"database is up to date: {config.database_url.split('@')[-1]}")
     return 0

@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 from aiogram.fsm.storage.memory import MemoryStorage
 from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.util import await_only
 
 from bot import callbacks as cb
 from bot.autopilot import answer_step
@@ -37,7 +35,7 @@ from minyi.settings import Settings
 from minyi.wiring import make_transport, open_database
 from storage.database import Database
 from storage.models import ProcessedUpdate, Submission
-from tests.conftest import _truncate
+from tests.conftest import ConnectionCutter, _truncate
 
 RESIDENTS = 6
 
@@ -200,24 +198,10 @@ async def test_postgres_connections_cut_while_the_bot_opens_them(
     """A restart can end a connection while the pool is still setting it up; asyncpg then raises its own
     error, not SQLAlchemy's, and the update waiting for that connection must be retried all the same."""
     seeded = await seed(postgres_url, migrate=False)
-    plain_url = postgres_url.replace("+asyncpg", "")
-    cut: list[int] = []
-
-    def end_the_backend(dbapi_connection: Any, _record: Any) -> None:
-        if len(cut) >= 4:
-            return
-        pid = dbapi_connection.driver_connection.get_server_pid()
-        cut.append(pid)
-        # This hook is synchronous, called from inside SQLAlchemy's greenlet: await_only runs a coroutine.
-        admin = await_only(asyncpg.connect(plain_url))
-        try:
-            await_only(admin.execute("SELECT pg_terminate_backend($1, 5000)", pid))
-        finally:
-            await_only(admin.close())
-
-    async with bot_in_process(recording, postgres_url, "aiogram", on_connect=end_the_backend):
+    cutter = ConnectionCutter(postgres_url, limit=4)
+    async with bot_in_process(recording, postgres_url, "aiogram", on_connect=cutter):
         traces = await run_residents(recording, seeded, RESIDENTS, step_timeout=30)
-    assert len(cut) == 4
+    assert len(cutter.cut) == 4
     assert_clean(await audit(postgres_url, recording, traces))
 
 

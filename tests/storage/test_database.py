@@ -1,15 +1,18 @@
-"""Which database failures are worth running a transaction again for: real errors from real databases."""
+"""Which database failures are worth running a transaction again for, and what survives one: real errors
+from real databases."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import asyncpg
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import event, insert, text
 
 from storage.database import Database, is_transient
 from storage.models import ProcessedUpdate, utcnow
+from tests.conftest import ConnectionCutter
 
 
 async def test_a_broken_constraint_is_not_retried(db: Database) -> None:
@@ -46,3 +49,23 @@ async def test_a_connection_postgresql_ended_is_retried_and_misusing_one_is_not(
         assert is_transient(raised.value), repr(raised.value)
     finally:
         connection.terminate()
+
+
+@pytest.mark.postgres
+async def test_a_connection_cut_while_opening_the_pool_ahead_does_not_stop_the_start(
+    postgres_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Opening the pool's connections at start-up only saves the first updates a wait: a connection
+    PostgreSQL cuts meanwhile (as a restart does) leaves the rest to open on demand, and the bot starts."""
+    db = Database(postgres_database, pool_size=4, max_overflow=0, pre_ping=False)
+    cutter = ConnectionCutter(postgres_database, limit=1)
+    event.listen(db.engine.sync_engine, "connect", cutter, insert=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="storage.database"):
+            await db.open_connections(4)
+        assert cutter.cut, "the hook never ran"
+        assert "the rest open when needed" in caplog.text
+        async with db.transaction() as session:  # the next connection is a good one
+            assert (await session.execute(text("SELECT 1"))).scalar() == 1
+    finally:
+        await db.dispose()
