@@ -146,8 +146,12 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction, committed when the block ends without error, rolled back otherwise."""
         lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self.sessions() as session, session.begin():
+        # The session begins with its first statement and is committed here, or rolled back when it closes
+        # after an error: the same transaction as `session.begin()` gives, for about 45 µs less CPU per
+        # update (a tenth of what SQLAlchemy costs an answer; `benchmarks/transaction.py`).
+        async with lock, self.sessions() as session:
             yield session
+            await session.commit()
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

@@ -8,11 +8,31 @@ import logging
 
 import asyncpg
 import pytest
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, insert, select, text
 
 from storage.database import Database, is_transient
 from storage.models import ProcessedUpdate, utcnow
 from tests.conftest import ConnectionCutter
+
+
+async def claimed_updates(db: Database) -> list[int]:
+    async with db.reading() as session:
+        return list((await session.scalars(select(ProcessedUpdate.update_id))).all())
+
+
+async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_raises(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(insert(ProcessedUpdate).values(update_id=1, processed_at=utcnow()))
+    assert await claimed_updates(db) == [1]
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            await session.execute(insert(ProcessedUpdate).values(update_id=2, processed_at=utcnow()))
+            session.add(ProcessedUpdate(update_id=3, processed_at=utcnow()))  # pending, not yet flushed
+            raise RuntimeError("the update failed half way")
+    assert await claimed_updates(db) == [1]
+    async with db.transaction() as session:  # nothing was left holding SQLite's write lock
+        session.add(ProcessedUpdate(update_id=4, processed_at=utcnow()))  # flushed by the commit
+    assert sorted(await claimed_updates(db)) == [1, 4]
 
 
 async def test_a_broken_constraint_is_not_retried(db: Database) -> None:
