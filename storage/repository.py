@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Table, bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -36,6 +37,11 @@ from storage.models import (
 
 class RepositoryError(Exception):
     """A request the data does not allow, with a reason fit for the user who made it."""
+
+
+def _dialect(session: AsyncSession) -> str:
+    """The database the session talks to, "postgresql" or "sqlite": some statements differ."""
+    return session.get_bind().dialect.name
 
 
 # --- projects and questionnaire versions -------------------------------------------------------------
@@ -182,7 +188,7 @@ async def person_by_telegram_id(
     """The person behind a Telegram account; `lock` holds their row until commit (PostgreSQL), which
     keeps one resident's updates in order across several bot processes."""
     query = select(Person).where(Person.telegram_id == telegram_id)
-    if lock and session.get_bind().dialect.name == "postgresql":
+    if lock and _dialect(session) == "postgresql":
         query = query.with_for_update()
     return (await session.scalars(query)).first()
 
@@ -193,7 +199,7 @@ async def person_with_active_submission(
     """The person behind a Telegram account, their row locked until commit (PostgreSQL), and the
     submission they are in the middle of, in one statement: every update of the bot needs both, and
     the submission stays in the session, so `session.get` finds it without another query."""
-    if session.get_bind().dialect.name == "postgresql":
+    if _dialect(session) == "postgresql":
         row = (await session.execute(_PG_SENDER, {"telegram_id": telegram_id})).one()
         person, submission = row[1], row[2]
     else:
@@ -268,7 +274,7 @@ async def _current_submission(
 
 async def ensure_person(session: AsyncSession, telegram_id: int) -> Person:
     """Find or create the person, safe when two processes create the same one at once."""
-    dialect = session.get_bind().dialect.name
+    dialect = _dialect(session)
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(Person).values(telegram_id=telegram_id, role="resident", display_name="", state="")
     await session.execute(statement.on_conflict_do_nothing(index_elements=["telegram_id"]))
@@ -289,7 +295,7 @@ async def claim_update_and_sender(
     On PostgreSQL this is one round trip instead of two: the claim is a data-modifying CTE that the
     lock waits for, so the order is the same as with two statements (claim, then lock).
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if _dialect(session) != "postgresql":
         if not await claim_update(session, update_id):
             return False, None, None
         person, submission = await person_with_active_submission(session, telegram_id)
@@ -303,11 +309,11 @@ async def claim_update_and_sender(
 
 async def claim_update(session: AsyncSession, update_id: int) -> bool:
     """Record an update as handled; False when it was handled before (a redelivery)."""
-    connection = await session.connection()
-    # On the session's connection, as plain Core: no ORM statement handling and no autoflush.
+    # A Core statement (built on the table, not the mapped class): the session runs it without ORM
+    # statement handling and without autoflush.
     parameters = {"update_id": update_id, "processed_at": utcnow()}
-    result = await connection.execute(_CLAIM[connection.dialect.name], parameters)
-    return bool(result.rowcount == 1)
+    result = await session.execute(_CLAIM[_dialect(session)], parameters)
+    return bool(cast(CursorResult[Any], result).rowcount == 1)
 
 
 # --- submissions and answers -------------------------------------------------------------------------
@@ -402,10 +408,9 @@ _PG_SAVE_ANSWER_AND_STEP = _SAVE_STEP.add_cte(_SAVED).returning(select(_SAVED.c.
 
 async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, StoredAnswer]:
     """A submission's answers by question, in the order they were given (`seq`)."""
-    # Plain Core on the session's connection: a dialog step reads them all on every update, and ORM
-    # objects (identity map, change tracking) cost several times more to build than these rows.
-    connection = await session.connection()
-    rows = await connection.execute(_ANSWERS_OF, {"submission_id": submission_id})
+    # Plain Core rows: a dialog step needs them all, and ORM objects (identity map, change tracking)
+    # cost several times more to build than these rows.
+    rows = await session.execute(_ANSWERS_OF, {"submission_id": submission_id})
     return {row.question_code: StoredAnswer(*row) for row in rows}
 
 
@@ -439,8 +444,7 @@ async def save_answer(
     del existing
     now = utcnow()
     seq = submission.answer_count + 1
-    connection = await session.connection()
-    dialect = connection.dialect.name
+    dialect = _dialect(session)
     parameters = {
         "submission_id": submission.id,
         "question_code": question_code,
@@ -452,17 +456,17 @@ async def save_answer(
     }
     written: dict[str, Any] = {"answer_count": seq, "updated_at": now}
     if step is None:
-        answer_id = (await connection.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
+        answer_id = (await session.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
         for name, v in written.items():
             setattr(submission, name, v)  # the session writes it at commit, with the step it moves to
     else:
         written.update(step._asdict())
         parameters.update({f"new_{name}": v for name, v in written.items()})
         if dialect == "postgresql":
-            answer_id = (await connection.execute(_PG_SAVE_ANSWER_AND_STEP, parameters)).scalar_one()
+            answer_id = (await session.execute(_PG_SAVE_ANSWER_AND_STEP, parameters)).scalar_one()
         else:
-            answer_id = (await connection.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
-            await connection.execute(_SAVE_STEP, parameters)
+            answer_id = (await session.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
+            await session.execute(_SAVE_STEP, parameters)
         for name, v in written.items():
             set_committed_value(submission, name, v)  # as written: no change left for the session
     return StoredAnswer(answer_id, question_code, {"v": value}, seq, raw_text)
@@ -495,8 +499,7 @@ async def save_tags(
     session: AsyncSession, answer_id: int, *, redacted: str, urgent: bool, signals: list[str]
 ) -> None:
     """The rule-based tags of an answer; any earlier classification of it is cleared (the text changed).
-    One upsert on the session's connection: it is written with the answer, before the reply."""
-    connection = await session.connection()
+    One upsert in the answer's transaction: it is written with the answer, before the reply."""
     parameters = {
         "answer_id": answer_id,
         "redacted": redacted,
@@ -508,7 +511,7 @@ async def save_tags(
         "model": "",
         "tagged_at": None,
     }
-    await connection.execute(_SAVE_TAGS[connection.dialect.name], parameters)
+    await session.execute(_SAVE_TAGS[_dialect(session)], parameters)
 
 
 def queue_alert(

@@ -21,18 +21,41 @@ async def claimed_updates(db: Database) -> list[int]:
 
 
 async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_raises(db: Database) -> None:
+    pool = db.engine.pool
     async with db.transaction() as session:
         await session.execute(insert(ProcessedUpdate).values(update_id=1, processed_at=utcnow()))
+        assert pool.checkedout() == 1  # type: ignore[attr-defined]
+    assert pool.checkedout() == 0, "the connection did not go back to the pool"  # type: ignore[attr-defined]
     assert await claimed_updates(db) == [1]
     with pytest.raises(RuntimeError):
         async with db.transaction() as session:
             await session.execute(insert(ProcessedUpdate).values(update_id=2, processed_at=utcnow()))
             session.add(ProcessedUpdate(update_id=3, processed_at=utcnow()))  # pending, not yet flushed
             raise RuntimeError("the update failed half way")
+    assert pool.checkedout() == 0  # type: ignore[attr-defined]
     assert await claimed_updates(db) == [1]
     async with db.transaction() as session:  # nothing was left holding SQLite's write lock
         session.add(ProcessedUpdate(update_id=4, processed_at=utcnow()))  # flushed by the commit
     assert sorted(await claimed_updates(db)) == [1, 4]
+
+
+async def test_an_update_cancelled_mid_transaction_gives_its_connection_back(db: Database) -> None:
+    started = asyncio.Event()
+
+    async def update() -> None:
+        async with db.transaction() as session:
+            await session.execute(insert(ProcessedUpdate).values(update_id=5, processed_at=utcnow()))
+            started.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(update())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)  # the shielded close finishes on its own
+    assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert await claimed_updates(db) == []
 
 
 async def test_a_broken_constraint_is_not_retried(db: Database) -> None:
