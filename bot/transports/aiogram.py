@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ from aiogram.types import (
 from aiohttp import ClientConnectorError
 
 from bot.engine import DialogEngine
-from bot.messages import Incoming, Kind, Reply
+from bot.messages import Button, Incoming, Kind, Reply
 from bot.transports.base import (
     WEBHOOK_CONNECTIONS,
     Failure,
@@ -48,6 +49,8 @@ from bot.transports.base import (
     mark_blocked,
 )
 from bot.transports.polling import Poller
+
+KEYBOARD_CACHE = 512  # keyboards kept built: a questionnaire's questions, and then some
 
 
 class SendForId(SendMessage):
@@ -184,13 +187,16 @@ class AiogramTransport:
 
 
 def _markup(reply: Reply) -> InlineKeyboardMarkup | None:
-    if not reply.buttons:
-        return None
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [InlineKeyboardButton(text=b.text, callback_data=b.data) for b in row] for row in reply.buttons
-        ]
-    )
+    return keyboard(reply.buttons) if reply.buttons else None
+
+
+@functools.lru_cache(maxsize=KEYBOARD_CACHE)
+def keyboard(buttons: tuple[tuple[Button, ...], ...]) -> InlineKeyboardMarkup:
+    """The aiogram keyboard for `buttons`, built once: every resident at a question gets the same buttons,
+    and pydantic validating each of them again cost about 30 µs per message (six buttons). Shared safely:
+    aiogram only reads a markup when it sends it."""
+    rows = [[InlineKeyboardButton(text=b.text, callback_data=b.data) for b in row] for row in buttons]
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 def _classify(error: Exception) -> Failure | None:
