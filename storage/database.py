@@ -15,6 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 from storage import sqlite_inline
 
@@ -92,10 +93,12 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         # A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when another
         # connection wrote in between (waiting for the lock would not help); taking the write lock up front
         # avoids it: only BEGIN IMMEDIATE ever waits, and storage.sqlite_inline waits without blocking.
-        if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = not connection.get_execution_options().get(READ_ONLY)
+        driver: sqlite_inline.Connection = connection.connection.driver_connection
+        # Straight to the driver: as a statement through SQLAlchemy, BEGIN cost the bot as much CPU as a
+        # query. What it raises (a lock held past the busy timeout) still reaches callers wrapped by
+        # SQLAlchemy, as its OperationalError.
+        await_only(driver.begin(immediate=immediate))
 
 
 class Database:

@@ -32,7 +32,8 @@ async def connect(path: str, *, busy_timeout: float) -> Connection:
 
 
 class Connection:
-    """The part of aiosqlite.Connection that SQLAlchemy uses (including two of its private attributes)."""
+    """The part of aiosqlite.Connection that SQLAlchemy uses (including two of its private attributes), and
+    `begin`, which storage.database's begin hook calls instead of running BEGIN as a statement."""
 
     def __init__(self, connection: sqlite3.Connection, busy_timeout: float) -> None:
         self._conn = connection
@@ -50,6 +51,10 @@ class Connection:
 
     def cursor(self) -> Cursor:
         return Cursor(self, self._conn.cursor())
+
+    async def begin(self, *, immediate: bool) -> None:
+        """Begin a transaction; `immediate` takes the write lock now, waiting for another writer's."""
+        await self.run(self._conn.execute, "BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     async def commit(self) -> None:
         await self.run(self._conn.commit)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
-from storage import sqlite_inline
+from storage import database, sqlite_inline
 from storage.database import Database
 
 
@@ -26,7 +27,7 @@ def hold_write_lock(path: Path, seconds: float, holding: threading.Event) -> Non
     connection.close()
 
 
-async def ticks_while(work: asyncio.Future[object]) -> int:
+async def ticks_while(work: asyncio.Future[None]) -> int:
     """How often the loop got round to a 10 ms timer while `work` ran."""
     count = 0
     while not work.done():
@@ -77,3 +78,26 @@ async def test_a_lock_held_past_the_busy_timeout_fails_the_statement(tmp_path: P
     assert not holder.done(), "waited for the lock to be released instead of giving up after 0.2 s"
     await connection.close()
     await holder
+
+
+async def test_a_transaction_that_cannot_begin_says_so_as_sqlalchemy_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN IMMEDIATE goes straight to the driver; when the lock stays taken past the busy timeout, the
+    error is SQLAlchemy's OperationalError all the same, which the engine retries, and nothing is left
+    half begun."""
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT", 0.2)
+    path = tmp_path / "minyi.db"
+    sqlite3.connect(path).close()
+    holding = threading.Event()
+    holder = asyncio.create_task(asyncio.to_thread(hold_write_lock, path, 1.0, holding))
+    await asyncio.to_thread(holding.wait)
+    async with Database(f"sqlite+aiosqlite:///{path}") as db:
+        with pytest.raises(OperationalError, match="locked") as raised:
+            async with db.transaction() as session:
+                await session.execute(text("SELECT 1"))
+        assert database.is_transient(raised.value)
+        assert not holder.done(), "waited for the lock instead of giving up after 0.2 s"
+        await holder
+        async with db.transaction() as session:  # the connection is usable again
+            assert (await session.execute(text("SELECT 1"))).scalar() == 1
