@@ -151,9 +151,9 @@ class Database:
         lock = self._write_lock or contextlib.nullcontext()
         # The same transaction as `async with session, session.begin()` gives, for less of the bot's CPU (its
         # busiest path; `benchmarks/transaction.py`): the session begins with its first statement, and the
-        # commit ends it and gives the connection back, so a session that committed is not closed (closing
-        # costs a task of its own). After an error, closing rolls back; shielded, as AsyncSession's own exit
-        # is, so that a cancelled update still gives its connection back.
+        # commit ends it and gives the connection back, so all that closing would still do is detach the
+        # loaded objects (AsyncSession closes in a task of its own). After an error, closing rolls back;
+        # shielded, as AsyncSession's own exit is, so that a cancelled update still gives its connection back.
         async with lock:
             session = self.sessions()
             try:
@@ -162,6 +162,7 @@ class Database:
             except BaseException:
                 await asyncio.shield(session.close())
                 raise
+            session.expunge_all()
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

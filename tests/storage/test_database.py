@@ -39,6 +39,23 @@ async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_
     assert sorted(await claimed_updates(db)) == [1, 4]
 
 
+async def test_what_a_transaction_loaded_can_be_saved_by_the_next_one(db: Database) -> None:
+    """Its objects leave with the commit, as they would if the session closed, even while something still
+    holds the session (a turn's after-commit work): the next transaction can take them on."""
+    async with db.transaction() as session:
+        claimed = ProcessedUpdate(update_id=6, processed_at=utcnow())
+        session.add(claimed)
+        first = session
+    later = utcnow()
+    async with db.transaction() as session:
+        assert session is not first
+        claimed.processed_at = later
+        session.add(claimed)  # "already attached to session" if the first one had kept it
+    async with db.reading() as session:
+        stored = await session.get(ProcessedUpdate, 6)
+        assert stored is not None and stored.processed_at == later
+
+
 async def test_an_update_cancelled_mid_transaction_gives_its_connection_back(db: Database) -> None:
     started = asyncio.Event()
 
