@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.util import await_only
 
@@ -28,7 +28,7 @@ from minyi.wiring import make_engine, make_transport
 from storage import repository as repo
 from storage.database import Database
 from storage.migrate import upgrade_sync
-from storage.models import Base
+from storage.models import Base, ProcessedUpdate
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_SURVEY = ROOT / "tests" / "bot" / "data" / "contract.yaml"
@@ -127,6 +127,12 @@ class ConnectionCutter:
             await_only(admin.execute("SELECT pg_terminate_backend($1, 5000)", pid))
         finally:
             await_only(admin.close())
+
+
+async def processed_update_ids(db: Database) -> list[int]:
+    """The update ids the database remembers as handled, in order."""
+    async with db.reading() as session:
+        return sorted((await session.scalars(select(ProcessedUpdate.update_id))).all())
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -8,16 +8,11 @@ import logging
 
 import asyncpg
 import pytest
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, insert, text
 
 from storage.database import Database, is_transient
 from storage.models import ProcessedUpdate, utcnow
-from tests.conftest import ConnectionCutter
-
-
-async def claimed_updates(db: Database) -> list[int]:
-    async with db.reading() as session:
-        return list((await session.scalars(select(ProcessedUpdate.update_id))).all())
+from tests.conftest import ConnectionCutter, processed_update_ids
 
 
 async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_raises(db: Database) -> None:
@@ -26,17 +21,17 @@ async def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_
         await session.execute(insert(ProcessedUpdate).values(update_id=1, processed_at=utcnow()))
         assert pool.checkedout() == 1  # type: ignore[attr-defined]
     assert pool.checkedout() == 0, "the connection did not go back to the pool"  # type: ignore[attr-defined]
-    assert await claimed_updates(db) == [1]
+    assert await processed_update_ids(db) == [1]
     with pytest.raises(RuntimeError):
         async with db.transaction() as session:
             await session.execute(insert(ProcessedUpdate).values(update_id=2, processed_at=utcnow()))
             session.add(ProcessedUpdate(update_id=3, processed_at=utcnow()))  # pending, not yet flushed
             raise RuntimeError("the update failed half way")
     assert pool.checkedout() == 0  # type: ignore[attr-defined]
-    assert await claimed_updates(db) == [1]
+    assert await processed_update_ids(db) == [1]
     async with db.transaction() as session:  # nothing was left holding SQLite's write lock
         session.add(ProcessedUpdate(update_id=4, processed_at=utcnow()))  # flushed by the commit
-    assert sorted(await claimed_updates(db)) == [1, 4]
+    assert await processed_update_ids(db) == [1, 4]
 
 
 async def test_what_a_transaction_loaded_can_be_saved_by_the_next_one(db: Database) -> None:
@@ -72,7 +67,7 @@ async def test_an_update_cancelled_mid_transaction_gives_its_connection_back(db:
         await task
     await asyncio.sleep(0.1)  # the shielded close finishes on its own
     assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    assert await claimed_updates(db) == []
+    assert await processed_update_ids(db) == []
 
 
 async def test_a_broken_constraint_is_not_retried(db: Database) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 
 from bot.dispatch import Dispatch
 from bot.engine import DialogEngine
@@ -16,7 +16,7 @@ from storage import housekeeping
 from storage.database import Database
 from storage.models import ProcessedUpdate, utcnow
 from tests.bot.staff_support import fast_settings, wait_until
-from tests.conftest import LINK_SECRET, bot_settings
+from tests.conftest import LINK_SECRET, bot_settings, processed_update_ids
 
 
 async def add_update_ids(db: Database, ages: dict[int, timedelta]) -> None:
@@ -25,11 +25,6 @@ async def add_update_ids(db: Database, ages: dict[int, timedelta]) -> None:
         await session.execute(
             insert(ProcessedUpdate), [{"update_id": i, "processed_at": now - age} for i, age in ages.items()]
         )
-
-
-async def kept(db: Database) -> list[int]:
-    async with db.reading() as session:
-        return sorted((await session.scalars(select(ProcessedUpdate.update_id))).all())
 
 
 async def test_update_ids_older_than_any_redelivery_are_forgotten(db: Database) -> None:
@@ -44,7 +39,7 @@ async def test_update_ids_older_than_any_redelivery_are_forgotten(db: Database) 
     )
     async with db.transaction() as session:
         assert await housekeeping.forget_old_update_ids(session) == 2
-    assert await kept(db) == [3, 4]
+    assert await processed_update_ids(db) == [3, 4]
     async with db.transaction() as session:
         assert await housekeeping.forget_old_update_ids(session) == 0
 
@@ -58,7 +53,7 @@ async def test_the_bots_background_loop_forgets_them(db: Database, fake: FakeTel
     try:
 
         async def only_the_recent_one_left() -> bool:
-            return await kept(db) == [11]
+            return await processed_update_ids(db) == [11]
 
         await wait_until(only_the_recent_one_left, 10, "the old update id forgotten")
     finally:
