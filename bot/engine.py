@@ -17,8 +17,10 @@ from bot.push import PushSettings
 from bot.questionnaire import Questionnaire
 from bot.survey_file import parse_survey
 from bot.tagging import BackgroundTagging, NlpTagger, Tagger
+from storage import direct
 from storage import repository as repo
 from storage.database import Database, is_transient
+from storage.direct import NeedsSession
 from storage.models import Submission, SubmissionStatus
 from storage.repository import StoredAnswer
 
@@ -143,8 +145,13 @@ class DialogEngine:
         return replies
 
     async def _handle_committed(self, incoming: Incoming) -> list[Reply]:
+        direct_first = router.usually_direct(incoming)
         for attempt in range(1, ATTEMPTS + 1):
             try:
+                if direct_first:
+                    handled = await self._handle_direct(incoming)
+                    if handled is not None:
+                        return handled
                 async with self.db.transaction() as session:
                     claimed, person, active = await repo.claim_update_and_sender(
                         session, incoming.update_id, incoming.user_id
@@ -164,6 +171,26 @@ class DialogEngine:
                 log.warning("database busy, retrying update %s (%s)", incoming.update_id, error)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
+
+    async def _handle_direct(self, incoming: Incoming) -> list[Reply] | None:
+        """The update through the same flows, its statements on the driver (storage.direct); None when it
+        needed the session after all: it was rolled back, and nothing of it is left."""
+        try:
+            async with direct.transaction(self.db) as transaction:
+                claimed, person, active = await transaction.claim_update_and_sender(
+                    incoming.update_id, incoming.user_id
+                )
+                if not claimed:
+                    return []
+                turn = Turn(None, incoming, self, loaded=active, direct=transaction)
+                replies = await router.handle(turn, person)
+                if direct.changed(person, active):
+                    raise NeedsSession("the update changed the sender or their questionnaire")
+        except NeedsSession:
+            return None
+        for action in turn.after_commit:
+            action()
+        return replies
 
     def _group_reply(self, incoming: Incoming) -> list[Reply]:
         # In a group the bot never asks anything; it answers a command with a hint to talk privately.

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg.exceptions
 from sqlalchemy import event
@@ -67,6 +68,8 @@ def is_transient(error: BaseException) -> bool:
         | asyncpg.exceptions.InternalClientError,  # "cannot switch to state": the protocol saw the cut
     ):
         return True
+    if isinstance(error, asyncpg.exceptions.TransactionRollbackError | sqlite3.OperationalError):
+        return _says_transient(error)  # raised by the driver itself (storage.direct): a deadlock, a lock
     if isinstance(error, asyncpg.exceptions.InterfaceError):
         return "connection is closed" in str(error)  # not "another operation is in progress": a bug
     return False
@@ -99,6 +102,41 @@ def _prepare_sqlite(engine: AsyncEngine) -> None:
         # query. What it raises (a lock held past the busy timeout) still reaches callers wrapped by
         # SQLAlchemy, as its OperationalError.
         await_only(driver.begin(immediate=immediate))
+
+
+class DriverConnection(Protocol):
+    """A connection inside a transaction, spoken to in the driver's own SQL and values (see
+    `Database.driver_transaction`)."""
+
+    async def rows(self, sql: str, arguments: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        """Run one statement; the rows it returns (none for a statement without RETURNING)."""
+        ...
+
+
+class _Asyncpg:
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    async def rows(self, sql: str, arguments: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        result: Sequence[Sequence[Any]] = await self.connection.fetch(sql, *arguments)
+        return result
+
+
+class _Sqlite:
+    def __init__(self, connection: sqlite_inline.Connection) -> None:
+        self.connection = connection
+
+    async def rows(self, sql: str, arguments: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        return (await self.connection.execute(sql, arguments)).fetchall()
+
+
+async def _rolled_back(connection: Any, transaction: Any) -> bool:
+    """Roll back an asyncpg transaction; False when the connection was left unusable (closed by the
+    database, or a statement of a cancelled update still running on it)."""
+    if transaction is not None and not connection.is_closed():
+        with contextlib.suppress(Exception):
+            await asyncio.shield(transaction.rollback())
+    return not connection.is_closed() and not connection.is_in_transaction()
 
 
 class Database:
@@ -163,6 +201,37 @@ class Database:
                 await asyncio.shield(session.close())
                 raise
             session.expunge_all()
+
+    @contextlib.asynccontextmanager
+    async def driver_transaction(self) -> AsyncIterator[DriverConnection]:
+        """A write transaction on the driver's own connection (asyncpg; sqlite3 through
+        storage.sqlite_inline), taken from the same pool and committed or rolled back like `transaction()`.
+
+        For the few statements the bot runs on nearly every update (storage.direct): through the session,
+        SQLAlchemy's bookkeeping cost several times what the driver does. A connection the rollback
+        cannot reach any more (the database cut it) is invalidated, so the pool does not hand it out again.
+        """
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock, self.engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            begun: Any = None  # asyncpg's transaction; sqlite_inline's connection is its own
+            try:
+                if self.is_sqlite:
+                    await raw.begin(immediate=True)
+                    driver: DriverConnection = _Sqlite(raw)
+                else:
+                    begun = raw.transaction()
+                    await begun.start()
+                    driver = _Asyncpg(raw)
+                yield driver
+                await (raw.commit() if self.is_sqlite else begun.commit())
+            except BaseException:
+                if self.is_sqlite:
+                    await raw.rollback()
+                elif not await _rolled_back(raw, begun):
+                    await connection.invalidate()  # cut, or mid-statement: the pool must not hand it out
+                raise
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

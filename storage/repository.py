@@ -200,16 +200,17 @@ async def person_with_active_submission(
     submission they are in the middle of, in one statement: every update of the bot needs both, and
     the submission stays in the session, so `session.get` finds it without another query."""
     if _dialect(session) == "postgresql":
-        row = (await session.execute(_PG_SENDER, {"telegram_id": telegram_id})).one()
+        row = (await session.execute(PG_SENDER, {"telegram_id": telegram_id})).one()
         person, submission = row[1], row[2]
     else:
-        found = (await session.execute(_SENDER, {"telegram_id": telegram_id})).first()
+        found = (await session.execute(SENDER, {"telegram_id": telegram_id})).first()
         person, submission = (found[0], found[1]) if found is not None else (None, None)
     return person, await _current_submission(session, person, submission)
 
 
 # The statements every update runs are built once, with bound parameters: building a statement like these
-# costs more than running it (SQLAlchemy derives its columns and its cache key each time).
+# costs more than running it (SQLAlchemy derives its columns and its cache key each time). The bot runs
+# them on the driver too (storage.direct), compiled from these same objects.
 
 
 def _sender_statement(claim: Any = None) -> Any:
@@ -242,7 +243,7 @@ def _sender_statement(claim: Any = None) -> Any:
 
 
 _UPDATES = cast(Table, ProcessedUpdate.__table__)
-_CLAIM = {
+CLAIM = {
     "postgresql": pg_insert(_UPDATES)
     .values(update_id=bindparam("update_id"), processed_at=bindparam("processed_at"))
     .on_conflict_do_nothing(index_elements=["update_id"]),
@@ -250,10 +251,10 @@ _CLAIM = {
     .values(update_id=bindparam("update_id"), processed_at=bindparam("processed_at"))
     .on_conflict_do_nothing(index_elements=["update_id"]),
 }
-_PG_SENDER = _sender_statement()
-_PG_CLAIM_AND_SENDER = _sender_statement(_CLAIM["postgresql"].returning(_UPDATES.c.update_id).cte("claimed"))
+PG_SENDER = _sender_statement()
+PG_CLAIM_AND_SENDER = _sender_statement(CLAIM["postgresql"].returning(_UPDATES.c.update_id).cte("claimed"))
 # SQLite: the transaction took the database's write lock at BEGIN, so what it reads is current.
-_SENDER = (
+SENDER = (
     select(Person, Submission)
     .outerjoin(Submission, Submission.id == Person.active_submission_id)
     .where(Person.telegram_id == bindparam("telegram_id"))
@@ -301,7 +302,7 @@ async def claim_update_and_sender(
         person, submission = await person_with_active_submission(session, telegram_id)
         return True, person, submission
     parameters = {"update_id": update_id, "processed_at": utcnow(), "telegram_id": telegram_id}
-    fresh, person, submission = (await session.execute(_PG_CLAIM_AND_SENDER, parameters)).one()
+    fresh, person, submission = (await session.execute(PG_CLAIM_AND_SENDER, parameters)).one()
     if not fresh:
         return False, None, None
     return True, person, await _current_submission(session, person, submission)
@@ -312,7 +313,7 @@ async def claim_update(session: AsyncSession, update_id: int) -> bool:
     # A Core statement (built on the table, not the mapped class): the session runs it without ORM
     # statement handling and without autoflush.
     parameters = {"update_id": update_id, "processed_at": utcnow()}
-    result = await session.execute(_CLAIM[_dialect(session)], parameters)
+    result = await session.execute(CLAIM[_dialect(session)], parameters)
     return bool(cast(CursorResult[Any], result).rowcount == 1)
 
 
@@ -373,7 +374,7 @@ class StoredAnswer:
 
 _ANSWER_TABLE = cast(Table, Answer.__table__)
 _ANSWERS = _ANSWER_TABLE.c
-_ANSWERS_OF = (
+ANSWERS_OF = (
     select(_ANSWERS.id, _ANSWERS.question_code, _ANSWERS.value, _ANSWERS.seq, _ANSWERS.raw_text)
     .where(_ANSWERS.submission_id == bindparam("submission_id"))
     .order_by(_ANSWERS.seq)
@@ -393,24 +394,24 @@ def _answer_upsert(insert: Any) -> Any:
     ).returning(_ANSWERS.id)
 
 
-_SAVE_ANSWER = {"postgresql": _answer_upsert(pg_insert), "sqlite": _answer_upsert(sqlite_insert)}
+SAVE_ANSWER = {"postgresql": _answer_upsert(pg_insert), "sqlite": _answer_upsert(sqlite_insert)}
 _SUBMISSIONS = cast(Table, Submission.__table__).c
 _STEP_FIELDS = ("answer_count", "updated_at", "current_step", "draft", "editing")
-_SAVE_STEP = (
+SAVE_STEP = (
     update(cast(Table, Submission.__table__))
     .where(_SUBMISSIONS.id == bindparam("submission_id"))
     .values({name: bindparam(f"new_{name}") for name in _STEP_FIELDS})
 )
 # PostgreSQL: the answer (a data-modifying CTE) and the submission's new step in one statement.
-_SAVED = _SAVE_ANSWER["postgresql"].cte("saved")
-_PG_SAVE_ANSWER_AND_STEP = _SAVE_STEP.add_cte(_SAVED).returning(select(_SAVED.c.id).scalar_subquery())
+_SAVED = SAVE_ANSWER["postgresql"].cte("saved")
+PG_SAVE_ANSWER_AND_STEP = SAVE_STEP.add_cte(_SAVED).returning(select(_SAVED.c.id).scalar_subquery())
 
 
 async def answers_of(session: AsyncSession, submission_id: int) -> dict[str, StoredAnswer]:
     """A submission's answers by question, in the order they were given (`seq`)."""
     # Plain Core rows: a dialog step needs them all, and ORM objects (identity map, change tracking)
     # cost several times more to build than these rows.
-    rows = await session.execute(_ANSWERS_OF, {"submission_id": submission_id})
+    rows = await session.execute(ANSWERS_OF, {"submission_id": submission_id})
     return {row.question_code: StoredAnswer(*row) for row in rows}
 
 
@@ -442,9 +443,35 @@ async def save_answer(
     PostgreSQL) instead of by the session at commit, which then has nothing of it left to write.
     """
     del existing
+    parameters, written = answer_parameters(
+        submission, question_code, value, raw_text=raw_text, update_id=update_id, step=step
+    )
+    dialect = _dialect(session)
+    if step is None:
+        answer_id = (await session.execute(SAVE_ANSWER[dialect], parameters)).scalar_one()
+        for name, v in written.items():
+            setattr(submission, name, v)  # the session writes it at commit, with the step it moves to
+        return StoredAnswer(answer_id, question_code, {"v": value}, parameters["seq"], raw_text)
+    if dialect == "postgresql":
+        answer_id = (await session.execute(PG_SAVE_ANSWER_AND_STEP, parameters)).scalar_one()
+    else:
+        answer_id = (await session.execute(SAVE_ANSWER[dialect], parameters)).scalar_one()
+        await session.execute(SAVE_STEP, parameters)
+    return answer_saved(submission, answer_id, parameters, written)
+
+
+def answer_parameters(
+    submission: Submission,
+    question_code: str,
+    value: Any,
+    *,
+    raw_text: str,
+    update_id: int | None,
+    step: Step | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The statement parameters of `save_answer`, and the submission's columns it changes."""
     now = utcnow()
     seq = submission.answer_count + 1
-    dialect = _dialect(session)
     parameters = {
         "submission_id": submission.id,
         "question_code": question_code,
@@ -455,21 +482,22 @@ async def save_answer(
         "update_id": update_id,
     }
     written: dict[str, Any] = {"answer_count": seq, "updated_at": now}
-    if step is None:
-        answer_id = (await session.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
-        for name, v in written.items():
-            setattr(submission, name, v)  # the session writes it at commit, with the step it moves to
-    else:
+    if step is not None:
         written.update(step._asdict())
         parameters.update({f"new_{name}": v for name, v in written.items()})
-        if dialect == "postgresql":
-            answer_id = (await session.execute(_PG_SAVE_ANSWER_AND_STEP, parameters)).scalar_one()
-        else:
-            answer_id = (await session.execute(_SAVE_ANSWER[dialect], parameters)).scalar_one()
-            await session.execute(_SAVE_STEP, parameters)
-        for name, v in written.items():
-            set_committed_value(submission, name, v)  # as written: no change left for the session
-    return StoredAnswer(answer_id, question_code, {"v": value}, seq, raw_text)
+    return parameters, written
+
+
+def answer_saved(
+    submission: Submission, answer_id: int, parameters: dict[str, Any], written: dict[str, Any]
+) -> StoredAnswer:
+    """After the answer and its step were written: the submission as written (no change left for the
+    session to flush) and the answer as the dialog keeps it."""
+    for name, v in written.items():
+        set_committed_value(submission, name, v)
+    return StoredAnswer(
+        answer_id, parameters["question_code"], parameters["value"], parameters["seq"], parameters["raw_text"]
+    )
 
 
 async def delete_answers(
@@ -492,7 +520,7 @@ def _tags_upsert(insert: Any) -> Any:
     )
 
 
-_SAVE_TAGS = {"postgresql": _tags_upsert(pg_insert), "sqlite": _tags_upsert(sqlite_insert)}
+SAVE_TAGS = {"postgresql": _tags_upsert(pg_insert), "sqlite": _tags_upsert(sqlite_insert)}
 
 
 async def save_tags(
@@ -500,7 +528,12 @@ async def save_tags(
 ) -> None:
     """The rule-based tags of an answer; any earlier classification of it is cleared (the text changed).
     One upsert in the answer's transaction: it is written with the answer, before the reply."""
-    parameters = {
+    await session.execute(SAVE_TAGS[_dialect(session)], tags_parameters(answer_id, redacted, urgent, signals))
+
+
+def tags_parameters(answer_id: int, redacted: str, urgent: bool, signals: list[str]) -> dict[str, Any]:
+    """The parameters of `save_tags`: the rules' findings, and no classification yet."""
+    return {
         "answer_id": answer_id,
         "redacted": redacted,
         "urgent": urgent,
@@ -511,7 +544,6 @@ async def save_tags(
         "model": "",
         "tagged_at": None,
     }
-    await session.execute(_SAVE_TAGS[_dialect(session)], parameters)
 
 
 def queue_alert(

@@ -56,6 +56,10 @@ class Connection:
         """Begin a transaction; `immediate` takes the write lock now, waiting for another writer's."""
         await self.run(self._conn.execute, "BEGIN IMMEDIATE" if immediate else "BEGIN")
 
+    async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement on the connection itself (storage.database's driver transactions)."""
+        return await self.run(self._conn.execute, sql, parameters)
+
     async def commit(self) -> None:
         await self.run(self._conn.commit)
 

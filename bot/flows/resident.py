@@ -578,7 +578,7 @@ async def stored_answers(t: Turn, submission: Submission) -> dict[str, StoredAns
     cached = t.answers.get(submission.id)
     if cached is None:
         known = t.engine.answers.get(submission)
-        cached = known if known is not None else await repo.answers_of(t.session, submission.id)
+        cached = known if known is not None else await t.answers_of(submission.id)
         t.answers[submission.id] = cached
         # Only what was committed may be remembered for the next update.
         t.after_commit.append(lambda: t.engine.answers.keep(submission, t.answers.get(submission.id)))
@@ -616,13 +616,11 @@ async def accept(
     """Store the answer (committed with this update, before any reply is sent) and move on."""
     # The step it moves to is decided first, so the answer and the submission's new step are written
     # together (one statement on PostgreSQL) and the session has nothing left to write at commit.
-    answer = await repo.save_answer(
-        t.session,
+    answer = await t.save_answer(
         submission,
         question.id,
         value,
         raw_text=raw_text,
-        update_id=t.incoming.update_id,
         step=_step_after(submission, q, question, {**_values(answers), question.id: value}),
     )
     cached = t.answers.get(submission.id)
@@ -725,9 +723,7 @@ async def tag_grievance(t: Turn, submission: Submission, answer: StoredAnswer, t
     """Rules and redaction now, in this transaction; the classifier after the commit. Returns a caring
     reply when the resident may be at risk of harming themselves."""
     quick = t.engine.tagger.quick(text)
-    await repo.save_tags(
-        t.session, answer.id, redacted=quick.redacted, urgent=quick.urgent, signals=list(quick.signals)
-    )
+    await t.save_tags(answer.id, redacted=quick.redacted, urgent=quick.urgent, signals=list(quick.signals))
     if quick.urgent:
         repo.queue_alert(
             t.session, answer.id, submission, signals=list(quick.signals), redacted=quick.redacted

@@ -8,7 +8,7 @@ from bot import texts
 from bot.flows import gridworker, resident, staff, visits
 from bot.flows.turn import Turn
 from bot.links import is_visit_payload
-from bot.messages import Kind, Reply
+from bot.messages import Incoming, Kind, Reply
 from storage.models import Person, Role
 from storage.staff import looks_like_invite
 
@@ -19,6 +19,20 @@ STAFF_COMMANDS = GRIDWORKER_COMMANDS | {"/progress", "/duty"}
 
 def is_staff(person: Person | None) -> bool:
     return person is not None and person.role in STAFF_ROLES
+
+
+# Buttons that, for a resident at a question, only save an answer and ask the next question.
+_ANSWERING = frozenset({cb.ANSWER, cb.SKIP, cb.DONE})
+
+
+def usually_direct(incoming: Incoming) -> bool:
+    """Whether the update is most likely a resident answering the question they are at: a typed answer or
+    an answering button. The engine runs those on the driver first (storage.direct); any that turns out
+    to need more is handled again through the session, so this only has to be right most of the time."""
+    if incoming.kind is Kind.CALLBACK:
+        data = cb.decode(incoming.callback_data)
+        return data is not None and data.action in _ANSWERING
+    return incoming.kind is Kind.TEXT and not incoming.text.lstrip().startswith("/")
 
 
 async def handle(t: Turn, person: Person | None) -> list[Reply]:

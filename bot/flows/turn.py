@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.messages import Incoming
+from storage import repository as repo
+from storage.direct import DirectTransaction, NeedsSession
 
 if TYPE_CHECKING:
     from bot.engine import DialogEngine
     from storage.models import Submission
-    from storage.repository import StoredAnswer
+    from storage.repository import Step, StoredAnswer
 
 
 @dataclass(slots=True)
 class Turn:
-    session: AsyncSession
+    # The update's transaction: a session, or (None) the driver's statements in `direct`, which carry
+    # the resident's everyday answers; a flow that needs the session there makes the engine handle the
+    # update again with one (NeedsSession).
+    orm: AsyncSession | None
     incoming: Incoming
     engine: DialogEngine
     # The sender's questionnaire in progress as the update's first statement read it (row-locked), so
@@ -28,7 +33,39 @@ class Turn:
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     # Each submission's answers, read once per update: several steps of one update need them.
     answers: dict[int, dict[str, StoredAnswer]] = field(default_factory=dict)
+    direct: DirectTransaction | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self.orm is None:
+            raise NeedsSession("this step reads or writes through the session")
+        return self.orm
 
     @property
     def chat_id(self) -> int:
         return self.incoming.chat_id
+
+    # The statements of an everyday answer, which the driver runs when the update has no session.
+
+    async def answers_of(self, submission_id: int) -> dict[str, StoredAnswer]:
+        if self.direct is not None:
+            return await self.direct.answers_of(submission_id)
+        return await repo.answers_of(self.session, submission_id)
+
+    async def save_answer(
+        self, submission: Submission, question_code: str, value: Any, *, raw_text: str, step: Step
+    ) -> StoredAnswer:
+        update_id = self.incoming.update_id
+        if self.direct is not None:
+            return await self.direct.save_answer(
+                submission, question_code, value, raw_text=raw_text, update_id=update_id, step=step
+            )
+        return await repo.save_answer(
+            self.session, submission, question_code, value, raw_text=raw_text, update_id=update_id, step=step
+        )
+
+    async def save_tags(self, answer_id: int, *, redacted: str, urgent: bool, signals: list[str]) -> None:
+        if self.direct is not None:
+            await self.direct.save_tags(answer_id, redacted=redacted, urgent=urgent, signals=signals)
+        else:
+            await repo.save_tags(self.session, answer_id, redacted=redacted, urgent=urgent, signals=signals)

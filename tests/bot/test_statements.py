@@ -1,15 +1,17 @@
 """Statements per update: a step of the questionnaire costs a fixed, small number of database statements.
 
 Every statement is a round trip (PostgreSQL) or a hop to SQLite's thread, and under load they are most
-of the bot's work; these counts are pinned so that a change that adds one is noticed.
+of the bot's work; these counts are pinned so that a change that adds one is noticed. A resident's answer
+runs on the driver (storage.direct), not through the session: that is pinned too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from sqlalchemy import event
 
 from bot import callbacks as cb
@@ -17,6 +19,7 @@ from bot import texts
 from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
 from bot.tagging import ModelTags, QuickTags
+from storage import database
 from storage.database import Database
 from tests.conftest import LINK_SECRET, create_project
 
@@ -33,19 +36,45 @@ class QuietTagger:
         return ModelTags(())
 
 
-@contextmanager
-def counting(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
+class Statements(list[str]):
+    """The statements an update ran: through the session, and on the driver (each listed once)."""
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not statement.lstrip().upper().startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE
-            statements.append(statement)
+    def __init__(self) -> None:
+        super().__init__()
+        self.session: list[str] = []
+        self.driver: list[str] = []
 
-    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> Any:
+    @contextmanager
+    def count(db: Database) -> Iterator[Statements]:
+        statements = Statements()
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if not statement.lstrip().upper().startswith("BEGIN"):  # SQLite's BEGIN IMMEDIATE
+                statements.session.append(statement)
+                statements.append(statement)
+
+        def counted(rows: Any) -> Any:
+            async def run(self: Any, sql: str, arguments: Sequence[Any]) -> Any:
+                statements.driver.append(sql)
+                statements.append(sql)
+                return await rows(self, sql, arguments)
+
+            return run
+
+        # Counted at the driver connections' one method, which still runs every statement.
+        for driver in (database._Asyncpg, database._Sqlite):
+            monkeypatch.setattr(driver, "rows", counted(driver.rows))
+        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            yield statements
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+            monkeypatch.undo()
+
+    return count
 
 
 class Resident:
@@ -71,7 +100,7 @@ def questions(replies: list[Reply]) -> list[str]:
     return [r.text for r in replies if r.action == "send"]
 
 
-async def test_an_answer_costs_a_fixed_number_of_statements(db: Database) -> None:
+async def test_an_answer_costs_a_fixed_number_of_statements(db: Database, counting: Any) -> None:
     project = await create_project(db)
     engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
     resident = Resident(engine, 4242)
@@ -83,6 +112,7 @@ async def test_an_answer_costs_a_fixed_number_of_statements(db: Database) -> Non
         replies = await resident.tap(replies, "产权人")
     assert "补偿方案能接受吗" in questions(replies)[-1]
     assert len(tapped) == expected, "\n\n".join(tapped)
+    assert tapped.session == [], "an answer runs on the driver, not through the session"
 
     with counting(db) as typed:
         replies = await resident.send("能接受")
@@ -104,9 +134,12 @@ async def test_an_answer_costs_a_fixed_number_of_statements(db: Database) -> Non
         replies = await resident.send("补偿太低了")
     assert "施工期间担心什么" in questions(replies)[-1]
     assert len(grievance) == expected + 1, "\n\n".join(grievance)
+    assert typed.session == changed.session == grievance.session == []
 
 
-async def test_a_redelivered_update_costs_one_statement_and_changes_nothing(db: Database) -> None:
+async def test_a_redelivered_update_costs_one_statement_and_changes_nothing(
+    db: Database, counting: Any
+) -> None:
     project = await create_project(db)
     engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
     resident = Resident(engine, 4343)

@@ -1,0 +1,202 @@
+"""The statements of a resident's everyday update, run on the bare driver: claim the update, lock and read
+the sender with their questionnaire, read and save answers and tags.
+
+They are the repository's own statements (storage.repository), compiled once by SQLAlchemy for the
+database in use, with their values converted by the columns' own types, so what this path reads and
+writes is exactly what the session would. Only the running is different: through the session, SQLAlchemy's
+bookkeeping (the session, the connection and transaction objects, execution contexts, result objects,
+the ORM's loading) cost the bot several times what the driver does on these statements, and they run on
+nearly every update (`benchmarks/transaction.py`).
+
+The sender and their questionnaire come back as detached ORM objects, as a session would have loaded them;
+nothing here writes changes made to them (see `changed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, inspect
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
+
+from storage import repository as repo
+from storage.database import Database, DriverConnection
+from storage.models import Person, ProcessedUpdate, Submission, utcnow
+from storage.repository import Step, StoredAnswer
+
+Convert = Callable[[Any], Any] | None
+_UPDATE_ID = cast(Table, ProcessedUpdate.__table__).c.update_id
+
+
+class NeedsSession(Exception):
+    """The update needs more than this path offers (another statement, a change to write): it is rolled
+    back and handled again through the session."""
+
+
+def _converter(type_: TypeEngine[Any], dialect: Dialect, *, bind: bool) -> Convert:
+    """What SQLAlchemy does to a value of this type on its way to the driver (`bind`) or back from it."""
+    implementation = type_.dialect_impl(dialect)
+    if bind:
+        return implementation.bind_processor(dialect)
+    return cast(Convert, implementation.result_processor(dialect, None))
+
+
+class _Statement:
+    """One statement as SQLAlchemy compiles it for a dialect: its SQL, and its parameters in order with
+    the conversion each one's type makes (a datetime to UTC, a dict to JSON text, ...)."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        self.sql = str(compiled)
+        defaults = compiled.params  # the values of literals SQLAlchemy made parameters of
+        self._parameters: list[tuple[str, Any, Convert]] = [
+            (name, defaults.get(name), _converter(compiled.binds[name].type, dialect, bind=True))
+            for name in compiled.positiontup or ()
+        ]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        arguments = []
+        for name, default, convert in self._parameters:
+            value = values.get(name, default)
+            arguments.append(convert(value) if convert is not None else value)
+        return arguments
+
+
+class _Columns:
+    """Turns a table's columns, as a statement returns them in the table's order, into a detached object."""
+
+    def __init__(self, cls: type[Person] | type[Submission], dialect: Dialect) -> None:
+        table = cast(Table, cls.__table__)
+        self.cls = cls
+        self.width = len(table.columns)
+        self._columns: list[tuple[str, Convert]] = [
+            (column.key, _converter(column.type, dialect, bind=False)) for column in table.columns
+        ]
+
+    def load(self, values: Sequence[Any]) -> Any:
+        columns = zip(self._columns, values, strict=True)
+        obj = self.cls(**{key: convert(value) if convert else value for (key, convert), value in columns})
+        make_transient_to_detached(obj)  # as if a session had loaded it, and then closed
+        return obj
+
+
+class _Statements:
+    """Everything compiled for one database's dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.postgresql = dialect.name == "postgresql"
+        self.person = _Columns(Person, dialect)
+        self.submission = _Columns(Submission, dialect)
+        if self.postgresql:
+            self.claim_and_sender = _Statement(repo.PG_CLAIM_AND_SENDER, dialect)
+            self.save_answer = _Statement(repo.PG_SAVE_ANSWER_AND_STEP, dialect)
+        else:
+            self.claim = _Statement(repo.CLAIM["sqlite"].returning(_UPDATE_ID), dialect)
+            self.sender = _Statement(repo.SENDER, dialect)
+            self.save_answer = _Statement(repo.SAVE_ANSWER["sqlite"], dialect)
+            self.save_step = _Statement(repo.SAVE_STEP, dialect)
+        self.answers_of = _Statement(repo.ANSWERS_OF, dialect)
+        self.answer_value = _converter(repo.ANSWERS_OF.selected_columns.value.type, dialect, bind=False)
+        self.save_tags = _Statement(repo.SAVE_TAGS[dialect.name], dialect)
+
+
+@functools.lru_cache(maxsize=8)
+def _statements(dialect: Dialect) -> _Statements:
+    return _Statements(dialect)
+
+
+class DirectTransaction:
+    """One update's statements on the driver, inside `transaction()`."""
+
+    def __init__(self, connection: DriverConnection, statements: _Statements) -> None:
+        self.connection = connection
+        self.statements = statements
+
+    async def _rows(self, statement: _Statement, values: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
+        return await self.connection.rows(statement.sql, statement.arguments(values))
+
+    async def claim_update_and_sender(
+        self, update_id: int, telegram_id: int
+    ) -> tuple[bool, Person | None, Submission | None]:
+        """As `repository.claim_update_and_sender`: the update claimed (False: handled before, nothing
+        else read), and the sender, row-locked on PostgreSQL, with the questionnaire they are in."""
+        s = self.statements
+        values = {"update_id": update_id, "processed_at": utcnow(), "telegram_id": telegram_id}
+        if s.postgresql:
+            row = (await self._rows(s.claim_and_sender, values))[0]
+            if not row[0]:
+                return False, None, None
+            people = row[1 : 1 + s.person.width]
+            mine = row[1 + s.person.width :]
+        else:
+            if not await self._rows(s.claim, values):
+                return False, None, None
+            found = await self._rows(s.sender, values)
+            if not found:
+                return True, None, None
+            people, mine = found[0][: s.person.width], found[0][s.person.width :]
+        if people[0] is None:
+            return True, None, None
+        person: Person = s.person.load(people)
+        if person.active_submission_id is None:
+            return True, person, None
+        if mine[0] is None:
+            # Started by another process while the statement waited for the lock: only a new statement
+            # would see it (repository._current_submission); rare enough to leave to the session.
+            raise NeedsSession("the sender's questionnaire is newer than the statement")
+        submission: Submission = s.submission.load(mine)
+        return True, person, submission
+
+    async def answers_of(self, submission_id: int) -> dict[str, StoredAnswer]:
+        """As `repository.answers_of`."""
+        rows = await self._rows(self.statements.answers_of, {"submission_id": submission_id})
+        convert = self.statements.answer_value
+        return {
+            code: StoredAnswer(answer_id, code, convert(value) if convert else value, seq, raw_text)
+            for answer_id, code, value, seq, raw_text in rows
+        }
+
+    async def save_answer(
+        self,
+        submission: Submission,
+        question_code: str,
+        value: Any,
+        *,
+        raw_text: str,
+        update_id: int | None,
+        step: Step,
+    ) -> StoredAnswer:
+        """As `repository.save_answer`, with the step the answer moves the submission to."""
+        parameters, written = repo.answer_parameters(
+            submission, question_code, value, raw_text=raw_text, update_id=update_id, step=step
+        )
+        s = self.statements
+        rows = await self._rows(s.save_answer, parameters)
+        if not s.postgresql:
+            await self._rows(s.save_step, parameters)
+        return repo.answer_saved(submission, rows[0][0], parameters, written)
+
+    async def save_tags(self, answer_id: int, *, redacted: str, urgent: bool, signals: list[str]) -> None:
+        """As `repository.save_tags`."""
+        parameters = repo.tags_parameters(answer_id, redacted, urgent, signals)
+        await self._rows(self.statements.save_tags, parameters)
+
+
+def changed(*objects: object) -> bool:
+    """Whether any of these detached objects was changed in a way this path does not write."""
+    return any(obj is not None and inspect(obj).modified for obj in objects)
+
+
+@contextlib.asynccontextmanager
+async def transaction(db: Database) -> AsyncIterator[DirectTransaction]:
+    """A write transaction for one update, committed when the block ends without error and rolled back
+    otherwise (after NeedsSession too)."""
+    async with db.driver_transaction() as connection:
+        yield DirectTransaction(connection, _statements(db.engine.dialect))
