@@ -184,8 +184,7 @@ class DialogEngine:
                     return []
                 turn = Turn(None, incoming, self, loaded=active, direct=transaction)
                 replies = await router.handle(turn, person)
-                if direct.changed(person, active):
-                    raise NeedsSession("the update changed the sender or their questionnaire")
+                await transaction.write_changes(person, active)
         except NeedsSession:
             return None
         for action in turn.after_commit:

@@ -130,12 +130,12 @@ class _Sqlite:
         return (await self.connection.execute(sql, arguments)).fetchall()
 
 
-async def _rolled_back(connection: Any, transaction: Any) -> bool:
-    """Roll back an asyncpg transaction; False when the connection was left unusable (closed by the
-    database, or a statement of a cancelled update still running on it)."""
-    if transaction is not None and not connection.is_closed():
+async def _rolled_back(connection: Any) -> bool:
+    """Roll back on asyncpg; False when the connection was left unusable (closed by the database, or a
+    statement of a cancelled update still running on it)."""
+    if not connection.is_closed():
         with contextlib.suppress(Exception):
-            await asyncio.shield(transaction.rollback())
+            await asyncio.shield(connection.execute("ROLLBACK"))
     return not connection.is_closed() and not connection.is_in_transaction()
 
 
@@ -215,21 +215,24 @@ class Database:
         async with lock, self.engine.connect() as connection:
             raw = (await connection.get_raw_connection()).driver_connection
             assert raw is not None
-            begun: Any = None  # asyncpg's transaction; sqlite_inline's connection is its own
+            # BEGIN, COMMIT and ROLLBACK as plain statements: asyncpg's transaction objects keep state on
+            # the connection (a BEGIN cancelled half-way leaves it there), and SQLAlchemy's next
+            # transaction on the connection would see it and open a savepoint instead.
+            driver: DriverConnection = _Sqlite(raw) if self.is_sqlite else _Asyncpg(raw)
             try:
                 if self.is_sqlite:
                     await raw.begin(immediate=True)
-                    driver: DriverConnection = _Sqlite(raw)
                 else:
-                    begun = raw.transaction()
-                    await begun.start()
-                    driver = _Asyncpg(raw)
+                    await raw.execute("BEGIN")
                 yield driver
-                await (raw.commit() if self.is_sqlite else begun.commit())
+                if self.is_sqlite:
+                    await raw.commit()
+                elif await raw.execute("COMMIT") != "COMMIT":  # PostgreSQL's answer to a failed transaction
+                    raise RuntimeError("the transaction failed and was rolled back")
             except BaseException:
                 if self.is_sqlite:
                     await raw.rollback()
-                elif not await _rolled_back(raw, begun):
+                elif not await _rolled_back(raw):
                     await connection.invalidate()  # cut, or mid-statement: the pool must not hand it out
                 raise
 

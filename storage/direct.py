@@ -9,7 +9,7 @@ the ORM's loading) cost the bot several times what the driver does on these stat
 nearly every update (`benchmarks/transaction.py`).
 
 The sender and their questionnaire come back as detached ORM objects, as a session would have loaded them;
-nothing here writes changes made to them (see `changed`).
+what the update changes on them is written at the end (`write_changes`), as the session's flush would.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, inspect
+from sqlalchemy import Table, bindparam, inspect, update
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm import InstanceState, make_transient_to_detached
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -91,6 +91,7 @@ class _Statements:
     """Everything compiled for one database's dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
         self.postgresql = dialect.name == "postgresql"
         self.person = _Columns(Person, dialect)
         self.submission = _Columns(Submission, dialect)
@@ -188,10 +189,29 @@ class DirectTransaction:
         parameters = repo.tags_parameters(answer_id, redacted, urgent, signals)
         await self._rows(self.statements.save_tags, parameters)
 
+    async def write_changes(self, *objects: Person | Submission | None) -> None:
+        """Write what the update changed on these objects (the sender, their questionnaire), as the
+        session's flush would: one UPDATE of the changed columns each, by primary key."""
+        for obj in objects:
+            if obj is None:
+                continue
+            state = cast(InstanceState[Any], inspect(obj))
+            if not state.modified:
+                continue
+            changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
+            statement = _update(type(obj), frozenset(changed), self.statements.dialect)
+            await self._rows(statement, {**{f"new_{k}": v for k, v in changed.items()}, "id": obj.id})
 
-def changed(*objects: object) -> bool:
-    """Whether any of these detached objects was changed in a way this path does not write."""
-    return any(obj is not None and inspect(obj).modified for obj in objects)
+
+@functools.lru_cache(maxsize=64)
+def _update(cls: type[Person] | type[Submission], columns: frozenset[str], dialect: Dialect) -> _Statement:
+    table = cast(Table, cls.__table__)
+    statement = (
+        update(table)
+        .where(table.c.id == bindparam("id"))
+        .values({name: bindparam(f"new_{name}") for name in sorted(columns)})
+    )
+    return _Statement(statement, dialect)
 
 
 @contextlib.asynccontextmanager

@@ -254,7 +254,13 @@ async def test_one_residents_taps_reach_two_processes_at_once(
     secret = "two-process-secret"
     workers = [
         BotProcess.minyi(
-            recording, postgres_url, "aiogram", webhook=True, extra_env={"MINYI_WEBHOOK_SECRET": secret}
+            recording,
+            postgres_url,
+            "aiogram",
+            webhook=True,
+            # A small pool each: the two processes and the tests running beside them share PostgreSQL's
+            # 100 connections.
+            extra_env={"MINYI_WEBHOOK_SECRET": secret, "MINYI_CONCURRENCY": "8"},
         )
         for _ in range(2)
     ]

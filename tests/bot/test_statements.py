@@ -20,8 +20,9 @@ from bot.engine import DialogEngine
 from bot.messages import Incoming, Kind, Reply
 from bot.tagging import ModelTags, QuickTags
 from storage import database
+from storage import repository as repo
 from storage.database import Database
-from tests.conftest import LINK_SECRET, create_project
+from tests.conftest import LINK_SECRET, create_project, processed_update_ids
 
 # Claim the update, read and lock the sender with their questionnaire, save the answer, move the
 # questionnaire on. PostgreSQL does the first two in one statement and the last two in another.
@@ -149,6 +150,49 @@ async def test_a_redelivered_update_costs_one_statement_and_changes_nothing(
         assert await engine.handle(again) == []
     assert len(statements) == 1, "\n\n".join(statements)
     assert any(b.data.startswith(cb.CONSENT) for r in replies for row in r.buttons for b in row)
+
+
+async def test_a_redelivered_answer_costs_one_statement_and_changes_nothing(
+    db: Database, counting: Any
+) -> None:
+    project = await create_project(db)
+    engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
+    resident = Resident(engine, 4545)
+    replies = await resident.send(project.start())
+    replies = await resident.tap(replies, "同意")
+    data = next(b.data for r in replies for row in r.buttons for b in row if b.text == "产权人")
+    await resident.tap(replies, "产权人")
+    again = Incoming(
+        resident.update_id,
+        resident.user_id,
+        resident.user_id,
+        Kind.CALLBACK,
+        callback_data=data,
+        callback_id="q",
+        message_id=7,
+    )
+    with counting(db) as statements:
+        assert await engine.handle(again) == []
+    assert (len(statements), len(statements.driver)) == (1, 1), "\n\n".join(statements)
+
+
+async def test_an_update_that_needs_the_session_is_handled_through_it_once(
+    db: Database, counting: Any
+) -> None:
+    """A typed text is tried on the driver first; a project code typed by someone new needs the session
+    (a questionnaire to start), so the driver's transaction is rolled back and the session's does it all."""
+    project = await create_project(db)
+    engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
+    resident = Resident(engine, 4646)
+    with counting(db) as statements:
+        replies = await resident.send(project.code)
+    assert any(b.data.startswith(cb.CONSENT) for r in replies for row in r.buttons for b in row)
+    assert statements.driver and statements.session, "tried on the driver, then done through the session"
+    async with db.reading() as session:
+        person = await repo.person_by_telegram_id(session, resident.user_id)
+        assert person is not None
+        assert len(await repo.submissions_of_person(session, person.id)) == 1
+    assert await processed_update_ids(db) == [resident.update_id]
 
 
 async def test_answers_remembered_between_updates_never_hide_another_processs_answer(db: Database) -> None:
