@@ -131,12 +131,15 @@ class _Sqlite:
 
 
 async def _rolled_back(connection: Any) -> bool:
-    """Roll back on asyncpg; False when the connection was left unusable (closed by the database, or a
-    statement of a cancelled update still running on it)."""
-    if not connection.is_closed():
-        with contextlib.suppress(Exception):
-            await asyncio.shield(connection.execute("ROLLBACK"))
-    return not connection.is_closed() and not connection.is_in_transaction()
+    """Roll back on asyncpg; False when the connection may not be used again: closed by the database, its
+    protocol in disorder, or a statement of a cancelled update still running on it."""
+    if connection.is_closed():
+        return False
+    try:
+        await asyncio.shield(connection.execute("ROLLBACK"))
+    except BaseException:  # failed, or cancelled again meanwhile: what state it is in is unknown
+        return False
+    return not connection.is_in_transaction()
 
 
 class Database:
@@ -213,7 +216,8 @@ class Database:
         """
         lock = self._write_lock or contextlib.nullcontext()
         async with lock, self.engine.connect() as connection:
-            raw = (await connection.get_raw_connection()).driver_connection
+            pooled = await connection.get_raw_connection()
+            raw = pooled.driver_connection
             assert raw is not None
             # BEGIN, COMMIT and ROLLBACK as plain statements: asyncpg's transaction objects keep state on
             # the connection (a BEGIN cancelled half-way leaves it there), and SQLAlchemy's next
@@ -229,11 +233,16 @@ class Database:
                     await raw.commit()
                 elif await raw.execute("COMMIT") != "COMMIT":  # PostgreSQL's answer to a failed transaction
                     raise RuntimeError("the transaction failed and was rolled back")
-            except BaseException:
+            except BaseException as error:
                 if self.is_sqlite:
                     await raw.rollback()
                 elif not await _rolled_back(raw):
-                    await connection.invalidate()  # cut, or mid-statement: the pool must not hand it out
+                    if raw.is_closed():
+                        # The database cut it, so it most likely cut the pool's other connections too
+                        # (a restart): as SQLAlchemy does on a disconnect, every connection opened before
+                        # now is replaced when it is next checked out, instead of failing an update each.
+                        self.engine.sync_engine.pool._invalidate(pooled, error, _checkin=False)
+                    await connection.invalidate()  # the pool must not hand this one out again
                 raise
 
     @contextlib.asynccontextmanager

@@ -1,5 +1,5 @@
 """The statements of a resident's everyday update, run on the bare driver: claim the update, lock and read
-the sender with their questionnaire, read and save answers and tags.
+the sender with their questionnaire, read, save and delete answers, save tags, audit, write the changes.
 
 They are the repository's own statements (storage.repository), compiled once by SQLAlchemy for the
 database in use, with their values converted by the columns' own types, so what this path reads and
@@ -19,7 +19,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, inspect, update
+from sqlalchemy import Table, bindparam, delete, insert, inspect, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import InstanceState, make_transient_to_detached
 from sqlalchemy.sql import ClauseElement
@@ -28,7 +28,7 @@ from sqlalchemy.types import TypeEngine
 
 from storage import repository as repo
 from storage.database import Database, DriverConnection
-from storage.models import Person, ProcessedUpdate, Submission, utcnow
+from storage.models import Answer, AuditEntry, Person, ProcessedUpdate, Submission, utcnow
 from storage.repository import Step, StoredAnswer
 
 Convert = Callable[[Any], Any] | None
@@ -106,6 +106,10 @@ class _Statements:
         self.answers_of = _Statement(repo.ANSWERS_OF, dialect)
         self.answer_value = _converter(repo.ANSWERS_OF.selected_columns.value.type, dialect, bind=False)
         self.save_tags = _Statement(repo.SAVE_TAGS[dialect.name], dialect)
+        audit = cast(Table, AuditEntry.__table__)
+        columns = ("at", "actor", "action", "target", "detail")
+        entry: dict[str, Any] = {name: bindparam(name) for name in columns}
+        self.audit = _Statement(insert(audit).values(entry), dialect)
 
 
 @functools.lru_cache(maxsize=8)
@@ -189,6 +193,18 @@ class DirectTransaction:
         parameters = repo.tags_parameters(answer_id, redacted, urgent, signals)
         await self._rows(self.statements.save_tags, parameters)
 
+    async def delete_answers(self, submission_id: int, question_codes: Sequence[str]) -> None:
+        """As `repository.delete_answers`, for the answers to these questions."""
+        if question_codes:
+            statement = _delete_answers(len(question_codes), self.statements.dialect)
+            codes = {f"code_{index}": code for index, code in enumerate(question_codes)}
+            await self._rows(statement, {"submission_id": submission_id, **codes})
+
+    async def audit(self, actor: str, action: str, target: str = "", **detail: Any) -> None:
+        """As `repository.audit`, written now rather than at commit."""
+        values = {"at": utcnow(), "actor": actor, "action": action, "target": target, "detail": detail}
+        await self._rows(self.statements.audit, values)
+
     async def write_changes(self, *objects: Person | Submission | None) -> None:
         """Write what the update changed on these objects (the sender, their questionnaire), as the
         session's flush would: one UPDATE of the changed columns each, by primary key."""
@@ -201,6 +217,16 @@ class DirectTransaction:
             changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
             statement = _update(type(obj), frozenset(changed), self.statements.dialect)
             await self._rows(statement, {**{f"new_{k}": v for k, v in changed.items()}, "id": obj.id})
+
+
+@functools.lru_cache(maxsize=16)
+def _delete_answers(count: int, dialect: Dialect) -> _Statement:
+    table = cast(Table, Answer.__table__)
+    codes: list[Any] = [bindparam(f"code_{index}") for index in range(count)]
+    statement = delete(table).where(
+        table.c.submission_id == bindparam("submission_id"), table.c.question_code.in_(codes)
+    )
+    return _Statement(statement, dialect)
 
 
 @functools.lru_cache(maxsize=64)

@@ -503,6 +503,9 @@ def answer_saved(
 async def delete_answers(
     session: AsyncSession, submission_id: int, question_codes: Sequence[str] | None = None
 ) -> None:
+    """Delete a submission's answers: all of them, or those to `question_codes` (none: no statement)."""
+    if question_codes is not None and not question_codes:
+        return
     statement = delete(Answer).where(Answer.submission_id == submission_id)
     if question_codes is not None:
         statement = statement.where(Answer.question_code.in_(question_codes))

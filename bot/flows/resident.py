@@ -339,7 +339,7 @@ async def on_consent(
         return stale(t)
     submission.anonymous = choice == "anon"
     submission.consent_at = utcnow()
-    repo.audit(t.session, "resident", "consent.given", submission.receipt, anonymous=submission.anonymous)
+    await t.audit("resident", "consent.given", submission.receipt, anonymous=submission.anonymous)
     mark = texts.CONSENT_ANONYMOUS if submission.anonymous else texts.CONSENT_AGREED
     first = q.next_unanswered({}, submission.anonymous)
     replies = edit_tapped(t, f"{q.title}\n{mark}")
@@ -431,7 +431,7 @@ async def on_phone_consent(
     if not agreed:
         return await accept(t, submission, q, question, None, "", answers, tapped=tapped)
     submission.draft = {"phone_consent": True}
-    repo.audit(t.session, "resident", "consent.phone", submission.receipt)
+    await t.audit("resident", "consent.phone", submission.receipt)
     replies = (
         edit_tapped(t, f"{question.consent}\n{texts.CHOSEN.format(answer=texts.BUTTON_YES_PHONE)}")
         if tapped
@@ -556,7 +556,7 @@ async def typed_answer(
         if parse_phone(text) is None:
             return await reask(texts.REASK_PHONE_CONSENT)
         # A number typed straight away is as clear a yes as the button.
-        repo.audit(t.session, "resident", "consent.phone", submission.receipt)
+        await t.audit("resident", "consent.phone", submission.receipt)
     phone = parse_phone(text)
     if phone is None:
         return await reask(texts.REASK_PHONE)
@@ -702,14 +702,14 @@ async def submit(
         return closing(t, [reply])
     asked = {x.id for x in q.applicable(answers, submission.anonymous)}
     # Answers to questions that no longer apply (after a change of an earlier answer) are not submitted.
-    await repo.delete_answers(t.session, submission.id, [code for code in answers if code not in asked])
+    await t.delete_answers(submission.id, [code for code in answers if code not in asked])
     t.answers.pop(submission.id, None)
     submission.status = SubmissionStatus.SUBMITTED
     submission.submitted_at = utcnow()
     submission.current_step = SUMMARY
     submission.draft = {}
     person.active_submission_id = None
-    repo.audit(t.session, "resident", "submission.submitted", submission.receipt)
+    await t.audit("resident", "submission.submitted", submission.receipt)
     receipt = send(t, texts.SUBMITTED.format(receipt=submission.receipt))
     if not tapped:
         return [receipt]

@@ -21,13 +21,15 @@ def is_staff(person: Person | None) -> bool:
     return person is not None and person.role in STAFF_ROLES
 
 
-# Buttons that, for a resident at a question, only save an answer or move within the questionnaire.
-_ANSWERING = frozenset({cb.ANSWER, cb.SKIP, cb.DONE, cb.TOGGLE, cb.KEEP, cb.EDIT, cb.PHONE})
+# The buttons of a questionnaire in progress: consent, the questions', the summary's.
+_ANSWERING = frozenset(
+    {cb.CONSENT, cb.ANSWER, cb.SKIP, cb.DONE, cb.TOGGLE, cb.KEEP, cb.EDIT, cb.PHONE, cb.SUMMARY}
+)
 
 
 def usually_direct(incoming: Incoming) -> bool:
-    """Whether the update is most likely a resident answering the question they are at: a typed answer or
-    a button of a question (an option, ticks, skip, done, keep, change, the phone's consent). The engine
+    """Whether the update is most likely a resident going through their questionnaire: a typed answer or
+    a button of the questionnaire (consent, an option, ticks, skip, done, keep, change, submit). The engine
     runs those on the driver first (storage.direct); any that turns out to need more is handled again
     through the session, so this only has to be right most of the time."""
     if incoming.kind is Kind.CALLBACK:

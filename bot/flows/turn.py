@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,18 @@ class Turn:
         return await repo.save_answer(
             self.session, submission, question_code, value, raw_text=raw_text, update_id=update_id, step=step
         )
+
+    async def delete_answers(self, submission_id: int, question_codes: Sequence[str]) -> None:
+        if self.direct is not None:
+            await self.direct.delete_answers(submission_id, question_codes)
+        else:
+            await repo.delete_answers(self.session, submission_id, question_codes)
+
+    async def audit(self, actor: str, action: str, target: str = "", **detail: Any) -> None:
+        if self.direct is not None:
+            await self.direct.audit(actor, action, target, **detail)
+        else:
+            repo.audit(self.session, actor, action, target, **detail)
 
     async def save_tags(self, answer_id: int, *, redacted: str, urgent: bool, signals: list[str]) -> None:
         if self.direct is not None:

@@ -225,3 +225,39 @@ async def test_a_connection_cut_by_postgresql_is_retried_and_not_handed_out_agai
         assert remembered == {152, 153, 154}
     finally:
         await db.dispose()
+
+
+@pytest.mark.postgres
+async def test_after_one_cut_connection_the_pool_replaces_the_others_the_restart_cut(
+    postgres_database: str,
+) -> None:
+    """A restart cuts every pooled connection; the first update to find its connection cut costs one
+    retry, not one per connection in the pool."""
+    db = Database(postgres_database, pool_size=3, max_overflow=0, pre_ping=False)
+    try:
+        await resident_in_progress(db, 508)
+        await db.open_connections(3)
+        pids: list[int] = []
+
+        async def note_pid() -> None:
+            async with direct.transaction(db) as transaction:
+                pids.append((await transaction.connection.rows("SELECT pg_backend_pid()", []))[0][0])
+                await asyncio.sleep(0.1)  # held, so the three use three connections
+
+        await asyncio.gather(*(note_pid() for _ in range(3)))
+        assert len(set(pids)) == 3
+        admin = Database(postgres_database)
+        async with admin.transaction() as session:
+            for pid in pids:
+                await session.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
+        await admin.dispose()
+
+        with pytest.raises(Exception) as raised:
+            async with direct.transaction(db) as transaction:
+                await transaction.claim_update_and_sender(161, 508)
+        assert is_transient(raised.value), repr(raised.value)
+        for update_id in (162, 163):  # the other two cut connections are not handed out
+            async with direct.transaction(db) as transaction:
+                assert (await transaction.claim_update_and_sender(update_id, 508))[0]
+    finally:
+        await db.dispose()
