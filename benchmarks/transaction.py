@@ -8,6 +8,7 @@ Every variant is a transaction per update, with as many updates in flight as the
     session  the same through the ORM session the engine uses (Database.transaction())
     claim    the engine's first statement: claim the update, lock and read the sender and their questionnaire
     answer   claim, then save an answer with the step it moves to: an update answering a question
+    direct   the same as answer, as the engine runs it: on the driver (storage.direct)
 
     python benchmarks/transaction.py                   # every variant, one after the other, twice
     python benchmarks/transaction.py --variants driver,answer --repeat 3 --json
@@ -35,11 +36,12 @@ sys.path.insert(0, str(ROOT))
 from load import database  # noqa: E402  (benchmarks/load.py: MINYI_BENCH_POSTGRES_URL's server)
 
 from minyi.loadrun import Seeded, seed  # noqa: E402
+from storage import direct  # noqa: E402
 from storage import repository as repo  # noqa: E402
 from storage.database import Database  # noqa: E402
 from storage.models import Channel  # noqa: E402
 
-VARIANTS = ("driver", "core", "session", "claim", "answer")
+VARIANTS = ("driver", "core", "session", "claim", "answer", "direct")
 IN_FLIGHT = 40  # updates the bot handles at once (bot.transports.base.WEBHOOK_CONNECTIONS)
 FIRST_TELEGRAM_ID = 700_001
 
@@ -90,7 +92,19 @@ def updates(variant: str, db: Database, pool: asyncpg.Pool) -> Update:
                 moves_to = repo.Step(f"q{step + 1}", {}, False)
                 await repo.save_answer(orm, submission, f"q{step}", "同意", step=moves_to)
 
-    return {"driver": driver, "core": core, "session": session, "claim": claim, "answer": claim}[variant]
+    async def on_the_driver(telegram_id: int, step: int) -> None:
+        async with direct.transaction(db) as transaction:
+            update_id = next(UPDATE_IDS)
+            claimed, _person, submission = await transaction.claim_update_and_sender(update_id, telegram_id)
+            assert claimed and submission is not None
+            moves_to = repo.Step(f"q{step + 1}", {}, False)
+            await transaction.save_answer(
+                submission, f"q{step}", "同意", raw_text="", update_id=None, step=moves_to
+            )
+            await transaction.write_changes()
+
+    variants = {"driver": driver, "core": core, "session": session, "claim": claim, "answer": claim}
+    return {**variants, "direct": on_the_driver}[variant]
 
 
 async def measure(update: Update, residents: int, steps: int) -> tuple[float, float]:

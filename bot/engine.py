@@ -184,7 +184,7 @@ class DialogEngine:
                     return []
                 turn = Turn(None, incoming, self, loaded=active, direct=transaction)
                 replies = await router.handle(turn, person)
-                await transaction.write_changes(person, active)
+                await transaction.write_changes()
         except NeedsSession:
             return None
         for action in turn.after_commit:

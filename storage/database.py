@@ -16,7 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.util import await_only
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from storage import sqlite_inline
 
@@ -215,8 +215,10 @@ class Database:
         cannot reach any more (the database cut it) is invalidated, so the pool does not hand it out again.
         """
         lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self.engine.connect() as connection:
-            pooled = await connection.get_raw_connection()
+        async with lock:
+            # The pool's own connection, without SQLAlchemy's Connection around it; giving it back (and
+            # invalidating it) may talk to the driver, so those run where SQLAlchemy can wait on it.
+            pooled = await self.engine.raw_connection()
             raw = pooled.driver_connection
             assert raw is not None
             # BEGIN, COMMIT and ROLLBACK as plain statements: asyncpg's transaction objects keep state on
@@ -242,8 +244,10 @@ class Database:
                         # (a restart): as SQLAlchemy does on a disconnect, every connection opened before
                         # now is replaced when it is next checked out, instead of failing an update each.
                         self.engine.sync_engine.pool._invalidate(pooled, error, _checkin=False)
-                    await connection.invalidate()  # the pool must not hand this one out again
+                    await asyncio.shield(greenlet_spawn(pooled.invalidate))  # never handed out again
                 raise
+            finally:
+                await asyncio.shield(greenlet_spawn(pooled.close))
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

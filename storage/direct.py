@@ -17,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, inspect, update
+from sqlalchemy import Table, bindparam, delete, insert, inspect, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import InstanceState, make_transient_to_detached
+from sqlalchemy.orm import InstanceState, class_mapper, make_transient_to_detached
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
@@ -32,6 +34,7 @@ from storage.models import Answer, AuditEntry, Person, ProcessedUpdate, Submissi
 from storage.repository import Step, StoredAnswer
 
 Convert = Callable[[Any], Any] | None
+T = TypeVar("T")
 _UPDATE_ID = cast(Table, ProcessedUpdate.__table__).c.update_id
 
 
@@ -72,17 +75,25 @@ class _Statement:
 class _Columns:
     """Turns a table's columns, as a statement returns them in the table's order, into a detached object."""
 
-    def __init__(self, cls: type[Person] | type[Submission], dialect: Dialect) -> None:
+    def __init__(self, cls: type[Any], dialect: Dialect) -> None:
         table = cast(Table, cls.__table__)
-        self.cls = cls
+        self._manager = class_mapper(cls).class_manager
         self.width = len(table.columns)
         self._columns: list[tuple[str, Convert]] = [
             (column.key, _converter(column.type, dialect, bind=False)) for column in table.columns
         ]
 
-    def load(self, values: Sequence[Any]) -> Any:
-        columns = zip(self._columns, values, strict=True)
-        obj = self.cls(**{key: convert(value) if convert else value for (key, convert), value in columns})
+    def load(self, row: Sequence[Any]) -> Any:
+        """The object of a row as the driver returned it."""
+        columns = zip(self._columns, row, strict=True)
+        return self.detached({key: convert(value) if convert else value for (key, convert), value in columns})
+
+    def detached(self, values: dict[str, Any]) -> Any:
+        """The object with these attribute values (Python's, already converted), as if loaded."""
+        # As the ORM's own loading does: a new instance, its attributes filled in without the events that
+        # setting them one by one fires (five times the cost), then marked as loaded from its row.
+        obj = self._manager.new_instance()
+        obj.__dict__.update(values)
         make_transient_to_detached(obj)  # as if a session had loaded it, and then closed
         return obj
 
@@ -93,8 +104,9 @@ class _Statements:
     def __init__(self, dialect: Dialect) -> None:
         self.dialect = dialect
         self.postgresql = dialect.name == "postgresql"
-        self.person = _Columns(Person, dialect)
-        self.submission = _Columns(Submission, dialect)
+        self._loaders: dict[type[Any], _Columns] = {}
+        self.person = self.columns(Person)
+        self.submission = self.columns(Submission)
         if self.postgresql:
             self.claim_and_sender = _Statement(repo.PG_CLAIM_AND_SENDER, dialect)
             self.save_answer = _Statement(repo.PG_SAVE_ANSWER_AND_STEP, dialect)
@@ -104,6 +116,7 @@ class _Statements:
             self.save_answer = _Statement(repo.SAVE_ANSWER["sqlite"], dialect)
             self.save_step = _Statement(repo.SAVE_STEP, dialect)
         self.answers_of = _Statement(repo.ANSWERS_OF, dialect)
+        self.latest_version_id = _Statement(repo.LATEST_VERSION_ID, dialect)
         self.answer_value = _converter(repo.ANSWERS_OF.selected_columns.value.type, dialect, bind=False)
         self.save_tags = _Statement(repo.SAVE_TAGS[dialect.name], dialect)
         audit = cast(Table, AuditEntry.__table__)
@@ -111,10 +124,56 @@ class _Statements:
         entry: dict[str, Any] = {name: bindparam(name) for name in columns}
         self.audit = _Statement(insert(audit).values(entry), dialect)
 
+    def columns(self, cls: type[Any]) -> _Columns:
+        loader = self._loaders.get(cls)
+        if loader is None:
+            loader = self._loaders[cls] = _Columns(cls, self.dialect)
+        return loader
+
 
 @functools.lru_cache(maxsize=8)
 def _statements(dialect: Dialect) -> _Statements:
     return _Statements(dialect)
+
+
+@functools.lru_cache(maxsize=64)
+def _select_by(table: Table, column: str, dialect: Dialect, *, lock: bool = False) -> _Statement:
+    """Every column of the rows whose `column` is the parameter "value", by id; `lock`: FOR UPDATE."""
+    statement = select(table).where(table.c[column] == bindparam("value")).order_by(table.c.id)
+    return _Statement(statement.with_for_update() if lock else statement, dialect)
+
+
+def _table(cls: type[Any]) -> Table:
+    return cast(Table, cls.__table__)
+
+
+def _values_for_insert(cls: type[Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """A new row's values: those given, and each other column's default as the ORM would apply it (the
+    id is the database's)."""
+    values = {}
+    for column in cast(Table, cls.__table__).columns:
+        if column.key == "id":
+            continue
+        if column.key in given:
+            values[column.key] = given[column.key]
+        elif column.default is None:
+            values[column.key] = None
+        else:
+            default = cast(Any, column.default)
+            values[column.key] = default.arg(None) if default.is_callable else default.arg
+    return values
+
+
+@functools.lru_cache(maxsize=16)
+def _insert(table: Table, dialect: Dialect, conflict: str | None = None) -> _Statement:
+    """INSERT of every column but the id, RETURNING the id; `conflict`: a unique column, where a row
+    already there makes it insert nothing."""
+    columns: dict[str, Any] = {c.key: bindparam(c.key) for c in table.columns if c.key != "id"}
+    dialect_insert = pg_insert if dialect.name == "postgresql" else sqlite_insert
+    statement: Any = dialect_insert(table).values(columns)
+    if conflict is not None:
+        statement = statement.on_conflict_do_nothing(index_elements=[conflict])
+    return _Statement(statement.returning(table.c.id), dialect)
 
 
 class DirectTransaction:
@@ -123,6 +182,7 @@ class DirectTransaction:
     def __init__(self, connection: DriverConnection, statements: _Statements) -> None:
         self.connection = connection
         self.statements = statements
+        self.loaded: list[Any] = []  # every object read or created: what `write_changes` looks at
 
     async def _rows(self, statement: _Statement, values: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         return await self.connection.rows(statement.sql, statement.arguments(values))
@@ -150,6 +210,7 @@ class DirectTransaction:
         if people[0] is None:
             return True, None, None
         person: Person = s.person.load(people)
+        self.loaded.append(person)
         if person.active_submission_id is None:
             return True, person, None
         if mine[0] is None:
@@ -157,6 +218,7 @@ class DirectTransaction:
             # would see it (repository._current_submission); rare enough to leave to the session.
             raise NeedsSession("the sender's questionnaire is newer than the statement")
         submission: Submission = s.submission.load(mine)
+        self.loaded.append(submission)
         return True, person, submission
 
     async def answers_of(self, submission_id: int) -> dict[str, StoredAnswer]:
@@ -205,17 +267,58 @@ class DirectTransaction:
         values = {"at": utcnow(), "actor": actor, "action": action, "target": target, "detail": detail}
         await self._rows(self.statements.audit, values)
 
-    async def write_changes(self, *objects: Person | Submission | None) -> None:
-        """Write what the update changed on these objects (the sender, their questionnaire), as the
+    def _load_all(self, cls: type[Any], rows: Sequence[Sequence[Any]]) -> list[Any]:
+        columns = self.statements.columns(cls)
+        objects = [columns.load(row) for row in rows]
+        self.loaded.extend(objects)
+        return objects
+
+    async def get(self, cls: type[T], id_: int) -> T | None:
+        """As `AsyncSession.get`, for a class whose primary key is `id`."""
+        rows = await self._rows(_select_by(_table(cls), "id", self.statements.dialect), {"value": id_})
+        found = self._load_all(cls, rows)
+        return found[0] if found else None
+
+    async def latest_version_id(self, project_id: int) -> int | None:
+        """As `repository.latest_version_id`."""
+        rows = await self._rows(self.statements.latest_version_id, {"project_id": project_id})
+        return int(rows[0][0]) if rows else None
+
+    async def submissions_of_person(self, person_id: int) -> list[Submission]:
+        """As `repository.submissions_of_person`."""
+        rows = await self._rows(
+            _select_by(_table(Submission), "person_id", self.statements.dialect), {"value": person_id}
+        )
+        return self._load_all(Submission, rows)
+
+    async def ensure_person(self, telegram_id: int) -> Person:
+        """As `repository.ensure_person`: found or created, safe when two processes create them at once."""
+        dialect = self.statements.dialect
+        given = {"telegram_id": telegram_id, "role": "resident", "display_name": "", "state": ""}
+        await self._rows(_insert(_table(Person), dialect, "telegram_id"), _values_for_insert(Person, given))
+        locked = _select_by(_table(Person), "telegram_id", dialect, lock=self.statements.postgresql)
+        found = self._load_all(Person, await self._rows(locked, {"value": telegram_id}))
+        return cast(Person, found[0])
+
+    async def create_submission(self, **given: Any) -> Submission:
+        """As `repository.create_submission`."""
+        values = _values_for_insert(Submission, repo.new_submission_values(**given))
+        rows = await self._rows(_insert(_table(Submission), self.statements.dialect), values)
+        submission: Submission = self.statements.columns(Submission).detached({"id": rows[0][0], **values})
+        self.loaded.append(submission)
+        return submission
+
+    async def write_changes(self) -> None:
+        """Write what the update changed on the objects read (the sender, their questionnaire), as the
         session's flush would: one UPDATE of the changed columns each, by primary key."""
-        for obj in objects:
-            if obj is None:
-                continue
+        for obj in self.loaded:
             state = cast(InstanceState[Any], inspect(obj))
             if not state.modified:
                 continue
             changed = {a.key: a.value for a in state.attrs if a.history.has_changes()}
-            statement = _update(type(obj), frozenset(changed), self.statements.dialect)
+            if not changed:
+                continue  # set to the value it had
+            statement = _update(_table(type(obj)), frozenset(changed), self.statements.dialect)
             await self._rows(statement, {**{f"new_{k}": v for k, v in changed.items()}, "id": obj.id})
 
 
@@ -230,8 +333,7 @@ def _delete_answers(count: int, dialect: Dialect) -> _Statement:
 
 
 @functools.lru_cache(maxsize=64)
-def _update(cls: type[Person] | type[Submission], columns: frozenset[str], dialect: Dialect) -> _Statement:
-    table = cast(Table, cls.__table__)
+def _update(table: Table, columns: frozenset[str], dialect: Dialect) -> _Statement:
     statement = (
         update(table)
         .where(table.c.id == bindparam("id"))

@@ -108,6 +108,19 @@ async def publish_version(
     return row, True
 
 
+LATEST_VERSION_ID = (
+    select(QuestionnaireVersion.id)
+    .where(QuestionnaireVersion.project_id == bindparam("project_id"))
+    .order_by(QuestionnaireVersion.published_at.desc(), QuestionnaireVersion.id.desc())
+    .limit(1)
+)
+
+
+async def latest_version_id(session: AsyncSession, project_id: int) -> int | None:
+    """The id of the project's questionnaire version now published (its source is not read)."""
+    return (await session.execute(LATEST_VERSION_ID, {"project_id": project_id})).scalar()
+
+
 async def latest_version(session: AsyncSession, project_id: int) -> QuestionnaireVersion | None:
     result = await session.scalars(
         select(QuestionnaireVersion)
@@ -339,21 +352,45 @@ async def create_submission(
     referrer_id: int | None = None,
 ) -> Submission:
     submission = Submission(
-        receipt=new_receipt(),
-        project_id=project_id,
-        questionnaire_version_id=version_id,
-        grid_id=grid_id,
-        person_id=person_id,
-        channel=channel,
-        entered_by_id=entered_by_id,
-        referrer_id=referrer_id,
-        status=SubmissionStatus.IN_PROGRESS,
-        current_step="consent",
-        draft={},
+        **new_submission_values(
+            project_id=project_id,
+            version_id=version_id,
+            grid_id=grid_id,
+            person_id=person_id,
+            channel=channel,
+            entered_by_id=entered_by_id,
+            referrer_id=referrer_id,
+        )
     )
     session.add(submission)
     await session.flush()
     return submission
+
+
+def new_submission_values(
+    *,
+    project_id: int,
+    version_id: int,
+    grid_id: int | None,
+    person_id: int | None,
+    channel: str,
+    entered_by_id: int | None = None,
+    referrer_id: int | None = None,
+) -> dict[str, Any]:
+    """A new questionnaire's columns, at its consent step (`create_submission`)."""
+    return {
+        "receipt": new_receipt(),
+        "project_id": project_id,
+        "questionnaire_version_id": version_id,
+        "grid_id": grid_id,
+        "person_id": person_id,
+        "channel": channel,
+        "entered_by_id": entered_by_id,
+        "referrer_id": referrer_id,
+        "status": SubmissionStatus.IN_PROGRESS,
+        "current_step": "consent",
+        "draft": {},
+    }
 
 
 async def submissions_of_person(session: AsyncSession, person_id: int) -> Sequence[Submission]:

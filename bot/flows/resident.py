@@ -57,7 +57,7 @@ def send(t: Turn, text: str, buttons: render.Keyboard = ()) -> Reply:
 
 
 async def _own(t: Turn, person: Person) -> list[Submission]:
-    return list(await repo.submissions_of_person(t.session, person.id))
+    return await t.submissions_of_person(person.id)
 
 
 async def active_submission(t: Turn, person: Person | None) -> Submission | None:
@@ -103,8 +103,8 @@ async def on_start(t: Turn, person: Person | None, payload: str) -> list[Reply]:
         target = read_payload(await t.engine.link_secret(t), payload)
     except LinkError:
         return [send(t, texts.LINK_INVALID)]
-    project = await t.session.get(Project, target.project_id)
-    grid = await t.session.get(Grid, target.grid_id) if target.grid_id else None
+    project = await t.get(Project, target.project_id)
+    grid = await t.get(Grid, target.grid_id) if target.grid_id else None
     if project is None or (grid is not None and grid.project_id != project.id):
         return [send(t, texts.LINK_INVALID)]
     return await start_survey(t, person, project, grid, target)
@@ -121,8 +121,8 @@ async def start_from_code(t: Turn, person: Person | None, typed: str) -> list[Re
 async def start_survey(
     t: Turn, person: Person | None, project: Project, grid: Grid | None, target: LinkTarget | None
 ) -> list[Reply]:
-    version = await repo.latest_version(t.session, project.id)
-    if version is None:
+    version_id = await t.latest_version_id(project.id)
+    if version_id is None:
         return [send(t, texts.NO_SURVEY)]
     if person is not None:
         for earlier in await _own(t, person):
@@ -133,19 +133,18 @@ async def start_survey(
             if earlier.status == SubmissionStatus.IN_PROGRESS:
                 person.active_submission_id = earlier.id
                 return [await ask_current(t, earlier, note=texts.WELCOME_BACK)]
-    person = person or await repo.ensure_person(t.session, t.incoming.user_id)
-    submission = await repo.create_submission(
-        t.session,
+    person = person or await t.ensure_person(t.incoming.user_id)
+    submission = await t.create_submission(
         project_id=project.id,
-        version_id=version.id,
+        version_id=version_id,
         grid_id=grid.id if grid else None,
         person_id=person.id,
         channel=Channel.TELEGRAM,
         referrer_id=(target.worker_id or None) if target else None,
     )
     person.active_submission_id = submission.id
-    q = await t.engine.questionnaire(t, version.id)
-    return [send(t, *render.consent_message(q, version.id))]
+    q = await t.engine.questionnaire(t, version_id)
+    return [send(t, *render.consent_message(q, version_id))]
 
 
 async def on_back(t: Turn, person: Person | None) -> list[Reply]:

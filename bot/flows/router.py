@@ -28,14 +28,17 @@ _ANSWERING = frozenset(
 
 
 def usually_direct(incoming: Incoming) -> bool:
-    """Whether the update is most likely a resident going through their questionnaire: a typed answer or
-    a button of the questionnaire (consent, an option, ticks, skip, done, keep, change, submit). The engine
-    runs those on the driver first (storage.direct); any that turns out to need more is handled again
-    through the session, so this only has to be right most of the time."""
+    """Whether the update is most likely a resident going through their questionnaire: a start link, a
+    typed answer or a button of the questionnaire (consent, an option, ticks, skip, done, keep, change,
+    submit). The engine runs those on the driver first (storage.direct); any that turns out to need
+    more is handled again through the session, so this only has to be right most of the time."""
     if incoming.kind is Kind.CALLBACK:
         data = cb.decode(incoming.callback_data)
         return data is not None and data.action in _ANSWERING
-    return incoming.kind is Kind.TEXT and not incoming.text.lstrip().startswith("/")
+    if incoming.kind is not Kind.TEXT:
+        return False
+    text = incoming.text.lstrip()
+    return not text.startswith("/") or text.startswith("/start")  # a start link opens a questionnaire
 
 
 async def handle(t: Turn, person: Person | None) -> list[Reply]:

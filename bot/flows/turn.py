@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,9 +12,11 @@ from bot.messages import Incoming
 from storage import repository as repo
 from storage.direct import DirectTransaction, NeedsSession
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
     from bot.engine import DialogEngine
-    from storage.models import Submission
+    from storage.models import Person, Submission
     from storage.repository import Step, StoredAnswer
 
 
@@ -45,7 +47,32 @@ class Turn:
     def chat_id(self) -> int:
         return self.incoming.chat_id
 
-    # The statements of an everyday answer, which the driver runs when the update has no session.
+    # What the resident's dialog reads and writes, which the driver runs when the update has no session.
+
+    async def get(self, cls: type[T], id_: int) -> T | None:
+        if self.direct is not None:
+            return await self.direct.get(cls, id_)
+        return await self.session.get(cls, id_)
+
+    async def latest_version_id(self, project_id: int) -> int | None:
+        if self.direct is not None:
+            return await self.direct.latest_version_id(project_id)
+        return await repo.latest_version_id(self.session, project_id)
+
+    async def submissions_of_person(self, person_id: int) -> list[Submission]:
+        if self.direct is not None:
+            return await self.direct.submissions_of_person(person_id)
+        return list(await repo.submissions_of_person(self.session, person_id))
+
+    async def ensure_person(self, telegram_id: int) -> Person:
+        if self.direct is not None:
+            return await self.direct.ensure_person(telegram_id)
+        return await repo.ensure_person(self.session, telegram_id)
+
+    async def create_submission(self, **values: Any) -> Submission:
+        if self.direct is not None:
+            return await self.direct.create_submission(**values)
+        return await repo.create_submission(self.session, **values)
 
     async def answers_of(self, submission_id: int) -> dict[str, StoredAnswer]:
         if self.direct is not None:

@@ -8,12 +8,12 @@ import re
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Table, text
+from sqlalchemy import Table, select, text
 
 from storage import direct
 from storage import repository as repo
 from storage.database import Database, is_transient
-from storage.models import Channel, Person, Submission, utcnow
+from storage.models import Channel, Grid, Person, Submission, utcnow
 from tests.conftest import create_project, processed_update_ids
 
 
@@ -125,13 +125,52 @@ async def test_what_the_update_changed_is_written_as_a_flush_would(db: Database)
         submission.draft = {"selected": ["c"]}
         submission.editing = True
         person.blocked_bot = True
-        await transaction.write_changes(person, submission)
+        person.state = person.state  # set, but to the value it had: nothing to write
+        await transaction.write_changes()
     async with db.reading() as session:
         fresh = await session.get(Submission, submission_id)
         fresh_person = await session.get(Person, person.id)
         assert fresh is not None and fresh_person is not None
         assert (fresh.draft, fresh.editing, fresh.current_step) == ({"selected": ["c"]}, True, "concerns")
         assert fresh_person.blocked_bot and fresh_person.display_name == "王阿姨"
+
+
+async def test_a_resident_and_questionnaire_created_are_what_the_session_creates(db: Database) -> None:
+    project = await create_project(db)
+    started: dict[str, Any] = {
+        "project_id": project.id,
+        "version_id": project.version_id,
+        "grid_id": project.grid_ids["G01"],
+        "channel": Channel.TELEGRAM,
+        "referrer_id": None,
+    }
+    async with direct.transaction(db) as transaction:
+        assert await transaction.latest_version_id(project.id) == project.version_id
+        grid = await transaction.get(Grid, project.grid_ids["G01"])
+        assert grid is not None and grid.code == "G01" and await transaction.get(Grid, 10**6) is None
+        person = await transaction.ensure_person(601)
+        assert (await transaction.ensure_person(601)).id == person.id  # found, not created twice
+        submission = await transaction.create_submission(person_id=person.id, **started)
+        person.active_submission_id = submission.id
+        await transaction.write_changes()
+        assert [s.id for s in await transaction.submissions_of_person(person.id)] == [submission.id]
+    async with db.transaction() as session:
+        orm_person = await repo.ensure_person(session, 602)
+        orm_submission = await repo.create_submission(session, person_id=orm_person.id, **started)
+        orm_person.active_submission_id = orm_submission.id
+    async with db.reading() as session:
+        people = {p.telegram_id: columns(p) for p in await session.scalars(select(Person))}
+        made = {s.person_id: columns(s) for s in await session.scalars(select(Submission))}
+    differ = {"id", "telegram_id", "created_at", "receipt", "person_id", "active_submission_id", "started_at"}
+    assert {k: v for k, v in people[601].items() if k not in differ} == {
+        k: v for k, v in people[602].items() if k not in differ
+    }
+    assert people[601]["active_submission_id"] == submission.id
+    differ |= {"updated_at"}
+    assert {k: v for k, v in made[person.id].items() if k not in differ} == {
+        k: v for k, v in made[orm_person.id].items() if k not in differ
+    }
+    assert columns(submission) == made[person.id]  # the object is what was written
 
 
 async def test_a_block_that_raises_leaves_nothing_and_gives_the_connection_back(db: Database) -> None:
