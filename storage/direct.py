@@ -1,5 +1,6 @@
 """The statements of a resident's everyday update, run on the bare driver: claim the update, lock and read
-the sender with their questionnaire, read, save and delete answers, save tags, audit, write the changes.
+the sender with their questionnaire, start one, read, save and delete answers, save tags, audit, and write
+what changed.
 
 They are the repository's own statements (storage.repository), compiled once by SQLAlchemy for the
 database in use, with their values converted by the columns' own types, so what this path reads and
@@ -8,8 +9,9 @@ bookkeeping (the session, the connection and transaction objects, execution cont
 the ORM's loading) cost the bot several times what the driver does on these statements, and they run on
 nearly every update (`benchmarks/transaction.py`).
 
-The sender and their questionnaire come back as detached ORM objects, as a session would have loaded them;
-what the update changes on them is written at the end (`write_changes`), as the session's flush would.
+Rows come back as detached ORM objects, as a session would have loaded them; what the update changes on
+them is written at the end (`write_changes`), as the session's flush would. Anything else raises
+NeedsSession, and the engine handles the update again through the session.
 """
 
 from __future__ import annotations

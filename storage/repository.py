@@ -340,28 +340,9 @@ def new_receipt() -> str:
     return f"MY-{chars[:4]}-{chars[4:]}"
 
 
-async def create_submission(
-    session: AsyncSession,
-    *,
-    project_id: int,
-    version_id: int,
-    grid_id: int | None,
-    person_id: int | None,
-    channel: str,
-    entered_by_id: int | None = None,
-    referrer_id: int | None = None,
-) -> Submission:
-    submission = Submission(
-        **new_submission_values(
-            project_id=project_id,
-            version_id=version_id,
-            grid_id=grid_id,
-            person_id=person_id,
-            channel=channel,
-            entered_by_id=entered_by_id,
-            referrer_id=referrer_id,
-        )
-    )
+async def create_submission(session: AsyncSession, **given: Any) -> Submission:
+    """A new questionnaire at its consent step; `given` as `new_submission_values` takes it."""
+    submission = Submission(**new_submission_values(**given))
     session.add(submission)
     await session.flush()
     return submission
