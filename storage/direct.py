@@ -185,6 +185,7 @@ class DirectTransaction:
         self.connection = connection
         self.statements = statements
         self.loaded: list[Any] = []  # every object read or created: what `write_changes` looks at
+        self._identity: dict[tuple[type[Any], int], Any] = {}  # one object per row, as in a session
 
     async def _rows(self, statement: _Statement, values: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
         return await self.connection.rows(statement.sql, statement.arguments(values))
@@ -211,16 +212,14 @@ class DirectTransaction:
             people, mine = found[0][: s.person.width], found[0][s.person.width :]
         if people[0] is None:
             return True, None, None
-        person: Person = s.person.load(people)
-        self.loaded.append(person)
+        person: Person = self._keep(s.person.load(people))
         if person.active_submission_id is None:
             return True, person, None
         if mine[0] is None:
             # Started by another process while the statement waited for the lock: only a new statement
             # would see it (repository._current_submission); rare enough to leave to the session.
             raise NeedsSession("the sender's questionnaire is newer than the statement")
-        submission: Submission = s.submission.load(mine)
-        self.loaded.append(submission)
+        submission: Submission = self._keep(s.submission.load(mine))
         return True, person, submission
 
     async def answers_of(self, submission_id: int) -> dict[str, StoredAnswer]:
@@ -269,11 +268,19 @@ class DirectTransaction:
         values = {"at": utcnow(), "actor": actor, "action": action, "target": target, "detail": detail}
         await self._rows(self.statements.audit, values)
 
+    def _keep(self, obj: T) -> T:
+        """The object for its row: the one this transaction already has for it (which may hold changes
+        not yet written), else this one, now kept."""
+        key = (type(obj), cast(Any, obj).id)
+        kept = self._identity.get(key)
+        if kept is None:
+            kept = self._identity[key] = obj
+            self.loaded.append(obj)
+        return cast(T, kept)
+
     def _load_all(self, cls: type[Any], rows: Sequence[Sequence[Any]]) -> list[Any]:
         columns = self.statements.columns(cls)
-        objects = [columns.load(row) for row in rows]
-        self.loaded.extend(objects)
-        return objects
+        return [self._keep(columns.load(row)) for row in rows]
 
     async def get(self, cls: type[T], id_: int) -> T | None:
         """As `AsyncSession.get`, for a class whose primary key is `id`."""
@@ -307,8 +314,7 @@ class DirectTransaction:
         values = _values_for_insert(Submission, repo.new_submission_values(**given))
         rows = await self._rows(_insert(_table(Submission), self.statements.dialect), values)
         submission: Submission = self.statements.columns(Submission).detached({"id": rows[0][0], **values})
-        self.loaded.append(submission)
-        return submission
+        return self._keep(submission)
 
     async def write_changes(self) -> None:
         """Write what the update changed on the objects read (the sender, their questionnaire), as the

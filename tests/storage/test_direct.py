@@ -153,7 +153,9 @@ async def test_a_resident_and_questionnaire_created_are_what_the_session_creates
         submission = await transaction.create_submission(person_id=person.id, **started)
         person.active_submission_id = submission.id
         await transaction.write_changes()
-        assert [s.id for s in await transaction.submissions_of_person(person.id)] == [submission.id]
+        # One object per row, as in a session: a change made to it is not lost to a copy read later.
+        assert await transaction.submissions_of_person(person.id) == [submission]
+        assert await transaction.get(Person, person.id) is person
     async with db.transaction() as session:
         orm_person = await repo.ensure_person(session, 602)
         orm_submission = await repo.create_submission(session, person_id=orm_person.id, **started)
