@@ -37,7 +37,13 @@ from storage.repository import Step, StoredAnswer
 
 Convert = Callable[[Any], Any] | None
 T = TypeVar("T")
-_UPDATE_ID = cast(Table, ProcessedUpdate.__table__).c.update_id
+
+
+def _table(cls: type[Any]) -> Table:
+    return cast(Table, cls.__table__)
+
+
+_UPDATE_ID = _table(ProcessedUpdate).c.update_id
 
 
 class NeedsSession(Exception):
@@ -78,7 +84,7 @@ class _Columns:
     """Turns a table's columns, as a statement returns them in the table's order, into a detached object."""
 
     def __init__(self, cls: type[Any], dialect: Dialect) -> None:
-        table = cast(Table, cls.__table__)
+        table = _table(cls)
         self._manager = class_mapper(cls).class_manager
         self.width = len(table.columns)
         self._columns: list[tuple[str, Convert]] = [
@@ -121,7 +127,7 @@ class _Statements:
         self.latest_version_id = _Statement(repo.LATEST_VERSION_ID, dialect)
         self.answer_value = _converter(repo.ANSWERS_OF.selected_columns.value.type, dialect, bind=False)
         self.save_tags = _Statement(repo.SAVE_TAGS[dialect.name], dialect)
-        audit = cast(Table, AuditEntry.__table__)
+        audit = _table(AuditEntry)
         columns = ("at", "actor", "action", "target", "detail")
         entry: dict[str, Any] = {name: bindparam(name) for name in columns}
         self.audit = _Statement(insert(audit).values(entry), dialect)
@@ -145,15 +151,11 @@ def _select_by(table: Table, column: str, dialect: Dialect, *, lock: bool = Fals
     return _Statement(statement.with_for_update() if lock else statement, dialect)
 
 
-def _table(cls: type[Any]) -> Table:
-    return cast(Table, cls.__table__)
-
-
 def _values_for_insert(cls: type[Any], given: Mapping[str, Any]) -> dict[str, Any]:
     """A new row's values: those given, and each other column's default as the ORM would apply it (the
     id is the database's)."""
     values = {}
-    for column in cast(Table, cls.__table__).columns:
+    for column in _table(cls).columns:
         if column.key == "id":
             continue
         if column.key in given:
@@ -332,7 +334,7 @@ class DirectTransaction:
 
 @functools.lru_cache(maxsize=16)
 def _delete_answers(count: int, dialect: Dialect) -> _Statement:
-    table = cast(Table, Answer.__table__)
+    table = _table(Answer)
     codes: list[Any] = [bindparam(f"code_{index}") for index in range(count)]
     statement = delete(table).where(
         table.c.submission_id == bindparam("submission_id"), table.c.question_code.in_(codes)

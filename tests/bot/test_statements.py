@@ -22,7 +22,7 @@ from bot.tagging import ModelTags, QuickTags
 from storage import database
 from storage import repository as repo
 from storage.database import Database
-from tests.conftest import LINK_SECRET, create_project, processed_update_ids
+from tests.conftest import LINK_SECRET, Project, create_project, processed_update_ids
 
 # Claim the update, read and lock the sender with their questionnaire, save the answer, move the
 # questionnaire on. PostgreSQL does the first two in one statement and the last two in another.
@@ -101,11 +101,19 @@ def questions(replies: list[Reply]) -> list[str]:
     return [r.text for r in replies if r.action == "send"]
 
 
-async def test_an_answer_costs_a_fixed_number_of_statements(db: Database, counting: Any) -> None:
+def quiet_engine(db: Database) -> DialogEngine:
+    return DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
+
+
+async def started(db: Database, user_id: int) -> tuple[Project, Resident, list[Reply]]:
+    """A project, and a resident who opened its start link; the replies hold the consent notice."""
     project = await create_project(db)
-    engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
-    resident = Resident(engine, 4242)
-    replies = await resident.send(project.start())
+    resident = Resident(quiet_engine(db), user_id)
+    return project, resident, await resident.send(project.start())
+
+
+async def test_an_answer_costs_a_fixed_number_of_statements(db: Database, counting: Any) -> None:
+    _, resident, replies = await started(db, 4242)
     replies = await resident.tap(replies, "同意")
     expected = STATEMENTS_PER_ANSWER[db.engine.dialect.name]
 
@@ -141,13 +149,10 @@ async def test_an_answer_costs_a_fixed_number_of_statements(db: Database, counti
 async def test_a_redelivered_update_costs_one_statement_and_changes_nothing(
     db: Database, counting: Any
 ) -> None:
-    project = await create_project(db)
-    engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
-    resident = Resident(engine, 4343)
-    replies = await resident.send(project.start())
+    project, resident, replies = await started(db, 4343)
     again = Incoming(resident.update_id, resident.user_id, resident.user_id, Kind.TEXT, text=project.start())
     with counting(db) as statements:
-        assert await engine.handle(again) == []
+        assert await resident.engine.handle(again) == []
     assert len(statements) == 1, "\n\n".join(statements)
     assert any(b.data.startswith(cb.CONSENT) for r in replies for row in r.buttons for b in row)
 
@@ -155,10 +160,7 @@ async def test_a_redelivered_update_costs_one_statement_and_changes_nothing(
 async def test_a_redelivered_answer_costs_one_statement_and_changes_nothing(
     db: Database, counting: Any
 ) -> None:
-    project = await create_project(db)
-    engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
-    resident = Resident(engine, 4545)
-    replies = await resident.send(project.start())
+    _, resident, replies = await started(db, 4545)
     replies = await resident.tap(replies, "同意")
     data = next(b.data for r in replies for row in r.buttons for b in row if b.text == "产权人")
     await resident.tap(replies, "产权人")
@@ -172,7 +174,7 @@ async def test_a_redelivered_answer_costs_one_statement_and_changes_nothing(
         message_id=7,
     )
     with counting(db) as statements:
-        assert await engine.handle(again) == []
+        assert await resident.engine.handle(again) == []
     assert (len(statements), len(statements.driver)) == (1, 1), "\n\n".join(statements)
 
 
@@ -182,8 +184,7 @@ async def test_an_update_that_needs_the_session_is_handled_through_it_once(
     """A typed text is tried on the driver first; a project code typed by someone new needs the session
     (a questionnaire to start), so the driver's transaction is rolled back and the session's does it all."""
     project = await create_project(db)
-    engine = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
-    resident = Resident(engine, 4646)
+    resident = Resident(quiet_engine(db), 4646)
     with counting(db) as statements:
         replies = await resident.send(project.code)
     assert any(b.data.startswith(cb.CONSENT) for r in replies for row in r.buttons for b in row)
@@ -199,8 +200,7 @@ async def test_answers_remembered_between_updates_never_hide_another_processs_an
     """Two processes (two engines) take turns on one resident: what one remembers of the answers is
     dropped as soon as the other has saved one."""
     project = await create_project(db)
-    first = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
-    second = DialogEngine(db, link_secret=LINK_SECRET, tagger=QuietTagger())
+    first, second = quiet_engine(db), quiet_engine(db)
     resident = Resident(first, 4444)
     replies = await resident.send(project.start())
     replies = await resident.tap(replies, "同意")
