@@ -82,6 +82,28 @@ def make_transport(name: str, engine: DialogEngine, settings: Settings) -> Trans
     raise ValueError(f"unknown transport {name!r}; choose one of {', '.join(TRANSPORTS)}")
 
 
+# Container objects allocated (net) before the cyclic collector looks at the youngest ones; Python's
+# default is 700. Each update allocates thousands (pydantic models, ORM rows, futures) and forty updates
+# are in hand at once, so at 700 a collection mostly finds live objects, promotes them, and the older
+# generations then walk them again. Measured on the load benchmark (aiogram, PostgreSQL, 4,413 updates):
+# the collector took 1.43 s of CPU at 700, 0.55 s at 5,000 and 0.27 s at 50,000, about 6 % of the bot's
+# CPU at the default. 10,000 keeps most of that gain with pauses of about a hundredth of a second.
+YOUNG_GENERATION = 10_000
+
+
+def settle_garbage_collector() -> None:
+    """Once start-up is done: freeze what it built, and collect the youngest generation less often.
+
+    What start-up built (the frameworks, SQLAlchemy's and pydantic's models: hundreds of thousands of
+    objects) lives as long as the process; left to the cyclic collector, every full collection walks all
+    of it again: a quarter of a second each, several times a minute under load (a tenth of the bot's CPU,
+    and the slowest replies). Frozen, full collections only walk what came after.
+    """
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION, middle, oldest)
+
+
 async def run_bot(
     settings: Settings,
     transport_name: str,
@@ -110,11 +132,7 @@ async def run_bot(
         await tagger.start()
         # Open the pool's connections now, not one by one while the first residents wait.
         await db.open_connections(pool_size(settings))
-        # What start-up built (the frameworks, SQLAlchemy's and pydantic's models: hundreds of thousands of
-        # objects) lives as long as the process; left to the cyclic collector, every full collection walks
-        # all of it again: a quarter of a second each, several times a minute under load (a tenth of the
-        # bot's CPU, and the slowest replies). Frozen, full collections only walk what came after.
-        gc.freeze()
+        settle_garbage_collector()
         await engine.tagging.catch_up()  # grievances left unclassified by an earlier run
         outreach = asyncio.create_task(dispatch.run())
         if webhook:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 from bot.transports.base import WEBHOOK_CONNECTIONS
 from bot.transports.polling import MOST_IN_HAND
 from minyi.settings import Settings
-from minyi.wiring import POOL_OVERFLOW, open_database, pool_size
+from minyi.wiring import POOL_OVERFLOW, YOUNG_GENERATION, open_database, pool_size, settle_garbage_collector
 from minyi.workers import worker_environment
 
 
@@ -50,3 +51,15 @@ def test_webhook_workers_share_the_updates_and_stay_within_postgres_connections(
     assert share * workers >= WEBHOOK_CONNECTIONS
     assert workers * (pool_size(Settings(concurrency=share)) + POOL_OVERFLOW) <= 100
     assert env["MINYI_WEBHOOK_SECRET"], "the workers need one secret, made up when none is set"
+
+
+def test_after_start_up_the_collector_leaves_what_start_up_built_and_young_objects_longer_alone() -> None:
+    threshold = gc.get_threshold()
+    built_at_start_up = [{"question": n} for n in range(1000)]
+    try:
+        settle_garbage_collector()
+        assert gc.get_freeze_count() >= len(built_at_start_up)
+        assert gc.get_threshold() == (YOUNG_GENERATION, threshold[1], threshold[2])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
