@@ -29,7 +29,12 @@ log = logging.getLogger(__name__)
 Handle = Callable[[dict[str, Any]], Awaitable[None]]
 LIMIT = 100  # updates per getUpdates call: Telegram's maximum
 MOST_IN_HAND = 40  # updates handled at once, and queued, at most: 80 of a batch of 100 come back each poll
-IDLE_SECONDS = 0.02  # with updates in hand and nothing new: how long before asking again
+# While updates are in hand, polls begin at most this often: each one returns all of them again. Asked as
+# soon as the last answer came, at a steady 200 updates/s there was about one poll per update (3,833 polls
+# for 4,900 updates), each an HTTP round trip and a JSON batch to decode; a new update now waits at most
+# this long to be fetched while the bot is busy. When nothing is in hand the poll is a long one, answered
+# the moment an update arrives.
+BUSY_POLL_SECONDS = 0.02
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # after a failed getUpdates, growing while it keeps failing
 
 
@@ -77,13 +82,18 @@ class Poller:
         return len(self._in_hand)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession() as http:
             failures = 0
+            last_poll = -BUSY_POLL_SECONDS
             while not self._stopping.is_set():
                 await self._wait_until_queue_is_low()
+                busy = bool(self._in_hand or self._queue)
+                if busy:
+                    await self._sleep(last_poll + BUSY_POLL_SECONDS - loop.time())
                 if self._stopping.is_set():
                     break
-                busy = bool(self._in_hand or self._queue)
+                last_poll = loop.time()
                 try:
                     updates = await self._get_updates(http, self._offset(), 0 if busy else self.timeout)
                 except asyncio.CancelledError:
@@ -97,11 +107,7 @@ class Poller:
                     await self._sleep(pause)
                     continue
                 failures = 0
-                if not self._add(updates) and self._in_hand:
-                    # Only updates already in hand came back: wait until one is done or a moment passed.
-                    await asyncio.wait(
-                        set(self._in_hand.values()), timeout=IDLE_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                    )
+                self._add(updates)
             self._queue.clear()  # not started, not confirmed: Telegram keeps them for the next run
             if self._in_hand:
                 await asyncio.wait(set(self._in_hand.values()))
@@ -115,10 +121,8 @@ class Poller:
             return min(self._in_hand)  # started in id order: every queued update comes after these
         return int(self._queue[0]["update_id"]) if self._queue else self._next
 
-    def _add(self, updates: list[dict[str, Any]]) -> int:
-        """Queue the new updates in id order, as many as fit, and start what slots allow; returns how many
-        were new."""
-        added = 0
+    def _add(self, updates: list[dict[str, Any]]) -> None:
+        """Queue the new updates in id order, as many as fit, and start what slots allow."""
         for update in sorted(updates, key=lambda u: int(u["update_id"])):
             update_id = int(update["update_id"])
             if update_id < self._next:
@@ -127,9 +131,7 @@ class Poller:
                 break  # the rest come again with the next call
             self._queue.append(update)
             self._next = update_id + 1
-            added += 1
         self._start_queued()
-        return added
 
     def _start_queued(self) -> None:
         while self._queue and len(self._in_hand) < self.concurrency:
@@ -164,6 +166,9 @@ class Poller:
             low.cancel()
 
     async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds` (none if not positive), or until the poller is stopped."""
+        if seconds <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()

@@ -1,5 +1,6 @@
 """Long polling against the Bot API simulator: every update handled once and started in order, none lost
-when the poller dies with updates in hand, failures of getUpdates ridden out, handled ones confirmed."""
+when the poller dies with updates in hand, failures of getUpdates ridden out, handled ones confirmed,
+polls spaced while updates are in hand."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from bot.fakeapi import FakeTelegram
-from bot.transports.polling import Poller, PollingError
+from bot.transports.polling import BUSY_POLL_SECONDS, Poller, PollingError
 
 
 async def push_texts(fake: FakeTelegram, count: int, users: int = 10) -> list[int]:
@@ -94,6 +95,38 @@ async def test_updates_in_hand_when_the_poller_dies_go_to_the_next_one(fake: Fak
     # Handled but not yet confirmed ones may come again (the engine's update_id check ignores them);
     # nothing below the first stuck one was confirmed late.
     assert not {i for i in second if i < min(stuck)}
+
+
+async def test_while_updates_are_in_hand_a_trickle_of_new_ones_does_not_make_a_poll_each(
+    fake: FakeTelegram,
+) -> None:
+    # Every poll returns all the updates in hand again; asked for each new one, a busy bot would spend
+    # its time fetching the same updates over and over.
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def held(update: dict[str, Any]) -> None:
+        started.append(update["update_id"])
+        await release.wait()
+
+    poller = Poller(fake.url, fake.token, held)
+    task = asyncio.create_task(poller.run())
+    ids = await push_texts(fake, 1)
+    while not started:
+        await asyncio.sleep(0.005)
+    loop = asyncio.get_running_loop()
+    began, polls_before = loop.time(), fake.polls_started
+    for _ in range(30):  # a new update every few milliseconds, while the first is still in hand
+        ids += await push_texts(fake, 1)
+        await asyncio.sleep(0.003)
+    while len(started) < len(ids):
+        await asyncio.sleep(0.005)
+    elapsed, polls = loop.time() - began, fake.polls_started - polls_before
+    release.set()
+    poller.stop()
+    await asyncio.wait_for(task, 30)
+    assert started == ids, "every new update was taken while the others were in hand"
+    assert polls <= elapsed / BUSY_POLL_SECONDS + 2, f"{polls} polls in {elapsed:.2f} s"
 
 
 async def test_failing_get_updates_are_ridden_out(fake: FakeTelegram) -> None:
