@@ -215,8 +215,12 @@ class TextClassifier:
         self.platt = platt
 
     def _linear(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """All labels' SVM weights as one matrix: one product instead of one validated call per label
-        (halves the time of tagging a single text). None when a label's model is not linear."""
+        """All labels' SVM weights as one matrix, a column per label: one product instead of one validated
+        call per label (halves the time of tagging a single text). None when a label's model is not linear.
+
+        Stored in the layout the product reads (features by labels, row after row): given the transpose
+        of the labels-by-features matrix instead, scipy copied all of it on every call, most of the time
+        of tagging one text."""
         cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_weights", None)
         if cached is not None:
             return cached
@@ -230,7 +234,7 @@ class TextClassifier:
             coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
         if coef.shape[0] != len(self.labels):
             return None
-        self._weights = (coef, intercept)
+        self._weights = (np.ascontiguousarray(coef.T), intercept)
         return self._weights
 
     def __getstate__(self) -> dict[str, Any]:
@@ -240,14 +244,19 @@ class TextClassifier:
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated scores, one row per text, one column per label (in self.labels order)."""
+        from sklearn import config_context
+
         if not texts:
             return np.zeros((0, len(self.labels)))
         weights = self._linear()
-        if weights is None:
-            decisions = _decisions(self.pipeline, texts, len(self.labels))
-        else:
-            features = self.pipeline.named_steps["features"].transform(list(texts))
-            decisions = np.asarray(features @ weights[0].T, dtype=float) + weights[1]
+        # The pipeline is ours and fitted, and term counts are always finite: scikit-learn's checks of
+        # both took an eighth of the time of tagging a text.
+        with config_context(assume_finite=True, skip_parameter_validation=True):
+            if weights is None:
+                decisions = _decisions(self.pipeline, texts, len(self.labels))
+            else:
+                features = self.pipeline.named_steps["features"].transform(list(texts))
+                decisions = np.asarray(features @ weights[0], dtype=float) + weights[1]
         return calibrated(decisions, self.platt, self.multilabel)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
