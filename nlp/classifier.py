@@ -219,8 +219,8 @@ class TextClassifier:
         call per label (halves the time of tagging a single text). None when a label's model is not linear.
 
         Stored in the layout the product reads (features by labels, row after row): given the transpose
-        of the labels-by-features matrix instead, scipy copied all of it on every call, most of the time
-        of tagging one text."""
+        of the labels-by-features matrix instead, scipy copied all of it on every call, about a sixth of
+        the time of tagging one text."""
         cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_weights", None)
         if cached is not None:
             return cached

@@ -31,8 +31,8 @@ LIMIT = 100  # updates per getUpdates call: Telegram's maximum
 MOST_IN_HAND = 40  # updates handled at once, and queued, at most: 80 of a batch of 100 come back each poll
 # While updates are in hand, polls begin at most this often: each one returns all of them again. Asked as
 # soon as the last answer came, at a steady 200 updates/s there was about one poll per update (3,833 polls
-# for 4,900 updates), each an HTTP round trip and a JSON batch to decode; a new update now waits at most
-# this long to be fetched while the bot is busy. When nothing is in hand the poll is a long one, answered
+# for 4,900 updates), each an HTTP round trip and a JSON batch to decode; now, while the bot is busy, a new
+# update may wait up to this long to be fetched. When nothing is in hand the poll is a long one, answered
 # the moment an update arrives.
 BUSY_POLL_SECONDS = 0.02
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)  # after a failed getUpdates, growing while it keeps failing
@@ -88,11 +88,11 @@ class Poller:
             last_poll = -BUSY_POLL_SECONDS
             while not self._stopping.is_set():
                 await self._wait_until_queue_is_low()
-                busy = bool(self._in_hand or self._queue)
-                if busy:
+                if self._in_hand or self._queue:
                     await self._sleep(last_poll + BUSY_POLL_SECONDS - loop.time())
                 if self._stopping.is_set():
                     break
+                busy = bool(self._in_hand or self._queue)
                 last_poll = loop.time()
                 try:
                     updates = await self._get_updates(http, self._offset(), 0 if busy else self.timeout)
