@@ -102,25 +102,28 @@ async def test_while_updates_are_in_hand_a_trickle_of_new_ones_does_not_make_a_p
 ) -> None:
     # Every poll returns all the updates in hand again; asked for each new one, a busy bot would spend
     # its time fetching the same updates over and over.
+    trickle = 30  # new updates, one every few milliseconds, while the first is still in hand
     release = asyncio.Event()
     started: list[int] = []
+    first_started, all_started = asyncio.Event(), asyncio.Event()
 
     async def held(update: dict[str, Any]) -> None:
         started.append(update["update_id"])
+        first_started.set()
+        if len(started) == 1 + trickle:
+            all_started.set()
         await release.wait()
 
     poller = Poller(fake.url, fake.token, held)
     task = asyncio.create_task(poller.run())
     ids = await push_texts(fake, 1)
-    while not started:
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(first_started.wait(), 30)
     loop = asyncio.get_running_loop()
     began, polls_before = loop.time(), fake.polls_started
-    for _ in range(30):  # a new update every few milliseconds, while the first is still in hand
+    for _ in range(trickle):
         ids += await push_texts(fake, 1)
         await asyncio.sleep(0.003)
-    while len(started) < len(ids):
-        await asyncio.sleep(0.005)
+    await asyncio.wait_for(all_started.wait(), 30)
     elapsed, polls = loop.time() - began, fake.polls_started - polls_before
     release.set()
     poller.stop()
