@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, delete, func, select, true, update
+from sqlalchemy import Select, Table, bindparam, delete, func, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -108,27 +108,29 @@ async def publish_version(
     return row, True
 
 
-LATEST_VERSION_ID = (
-    select(QuestionnaireVersion.id)
-    .where(QuestionnaireVersion.project_id == bindparam("project_id"))
-    .order_by(QuestionnaireVersion.published_at.desc(), QuestionnaireVersion.id.desc())
-    .limit(1)
-)
+def _latest_version_statement(*columns: Any) -> Select[Any]:
+    """The project's (parameter "project_id") most recently published questionnaire version: the one
+    residents are asked now. One ordering for every reader, so all of them agree on which it is."""
+    return (
+        select(*columns)
+        .where(QuestionnaireVersion.project_id == bindparam("project_id"))
+        .order_by(QuestionnaireVersion.published_at.desc(), QuestionnaireVersion.id.desc())
+        .limit(1)
+    )
+
+
+LATEST_VERSION_ID = _latest_version_statement(QuestionnaireVersion.id)
+_LATEST_VERSION = _latest_version_statement(QuestionnaireVersion)
 
 
 async def latest_version_id(session: AsyncSession, project_id: int) -> int | None:
     """The id of the project's questionnaire version now published (its source is not read)."""
-    return (await session.execute(LATEST_VERSION_ID, {"project_id": project_id})).scalar()
+    version_id: int | None = (await session.execute(LATEST_VERSION_ID, {"project_id": project_id})).scalar()
+    return version_id
 
 
 async def latest_version(session: AsyncSession, project_id: int) -> QuestionnaireVersion | None:
-    result = await session.scalars(
-        select(QuestionnaireVersion)
-        .where(QuestionnaireVersion.project_id == project_id)
-        .order_by(QuestionnaireVersion.published_at.desc(), QuestionnaireVersion.id.desc())
-        .limit(1)
-    )
-    return result.first()
+    return (await session.scalars(_LATEST_VERSION, {"project_id": project_id})).first()
 
 
 async def version_by_id(session: AsyncSession, version_id: int) -> QuestionnaireVersion | None:
